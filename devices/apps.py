@@ -1,0 +1,10 @@
+"""The devices app: who may publish, and to whom their data belongs."""
+
+from django.apps import AppConfig
+
+
+class DevicesConfig(AppConfig):
+    """Configure the devices app."""
+
+    name = "devices"
+    default_auto_field = "django.db.models.BigAutoField"

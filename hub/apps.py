@@ -1,0 +1,9 @@
+"""The hub project as an app, so its management commands (serve, bridge, ingest) install."""
+
+from django.apps import AppConfig
+
+
+class HubConfig(AppConfig):
+    """Configure the hub app; it starts nothing at import or in ready()."""
+
+    name = "hub"

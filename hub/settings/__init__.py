@@ -1,0 +1,199 @@
+"""Django settings for the hub, read from the environment in this one place.
+
+Unset URLs select embedded mode: SQLite under var/, the in-memory channel layer
+and the embedded MQTT broker. Setting DATABASE_URL, REDIS_URL and MQTT_URL
+selects production mode, where SECRET_KEY has no default.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+
+from hub.settings.environment import (
+    SettingError,
+    env_bool,
+    env_list,
+    env_number,
+    env_str,
+    env_url,
+)
+
+VAR_DIR = Path(env_str("HUB_VAR_DIR", "var") or "var").resolve()
+
+DATABASE_URL = env_url("DATABASE_URL", ("postgres", "postgresql", "pgsql", "postgis", "sqlite"))
+REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
+MQTT_URL = env_url("MQTT_URL", ("mqtt", "mqtts"))
+EMBEDDED = DATABASE_URL is None and REDIS_URL is None and MQTT_URL is None
+
+
+def _secret_key() -> str:
+    key = env_str("SECRET_KEY")
+    if key is not None:
+        return key
+    if not EMBEDDED:
+        raise SettingError("SECRET_KEY", "required when DATABASE_URL, REDIS_URL or MQTT_URL is set")
+    # Embedded mode keeps one generated key so sessions survive restarts.
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DEBUG", default=False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "hub",
+    "devices",
+    "telemetry",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "hub.urls"
+ASGI_APPLICATION = "hub.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if DATABASE_URL is None or DATABASE_URL.startswith("sqlite"):
+    _sqlite_path = VAR_DIR / "hub.sqlite3"
+    if DATABASE_URL is not None:
+        _sqlite_path = Path(urlsplit(DATABASE_URL).path.lstrip("/") or _sqlite_path)
+    _sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(_sqlite_path),
+            "OPTIONS": {
+                # WAL lets readers run while the ingest consumer writes.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+else:
+    DATABASES = {
+        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if REDIS_URL is None:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # Several comma-separated URLs shard channels and groups over hosts.
+                "hosts": [url.strip() for url in REDIS_URL.split(",")],
+                "capacity": env_number("HUB_CHANNEL_CAPACITY", 100, int, minimum=1),
+                "expiry": 60,
+            },
+        }
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+# Hub tunables, each overridable as HUB_<NAME>; read them through hub.conf.hub_settings.
+HUB = {
+    # Codec limits (CONTRACT §2).
+    "MAX_PAYLOAD_BYTES": env_number("HUB_MAX_PAYLOAD_BYTES", 65536, int, minimum=1),
+    "MAX_READINGS": env_number("HUB_MAX_READINGS", 1000, int, minimum=1),
+    "MAX_FUTURE_SECONDS": env_number("HUB_MAX_FUTURE_SECONDS", 300, int),
+    "MAX_STRING_LENGTH": env_number("HUB_MAX_STRING_LENGTH", 256, int, minimum=1),
+    "RAW_RETENTION_DAYS": env_number("HUB_RAW_RETENTION_DAYS", 30, int, minimum=1),
+    # Bridge batching: a batch leaves at this many readings or after this delay.
+    "BATCH_MAX_READINGS": env_number("HUB_BATCH_MAX_READINGS", 2000, int, minimum=1),
+    "BATCH_MAX_DELAY_MS": env_number("HUB_BATCH_MAX_DELAY_MS", 50, int, minimum=1),
+    # A batch not confirmed stored within this many seconds is sent again.
+    "INGEST_TIMEOUT_SECONDS": env_number("HUB_INGEST_TIMEOUT_SECONDS", 30.0, float, 0.1),
+    # MQTT messages received but not yet acknowledged (the MQTT 5 receive maximum).
+    "MQTT_RECEIVE_MAXIMUM": env_number("HUB_MQTT_RECEIVE_MAXIMUM", 10000, int, minimum=1),
+    "MQTT_CLIENT_ID": env_str("HUB_MQTT_CLIENT_ID", "hub-bridge"),
+    # Embedded mode: the port of the in-process MQTT broker.
+    "MQTT_PORT": env_number("HUB_MQTT_PORT", 1884, int, minimum=0),
+    "WS_MAX_MESSAGE_BYTES": env_number("HUB_WS_MAX_MESSAGE_BYTES", 65536, int, minimum=1),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("HUB_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "daphne": {"level": "WARNING"},
+        "amqtt": {"level": "WARNING"},
+        "transitions": {"level": "WARNING"},
+    },
+}

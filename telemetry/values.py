@@ -1,0 +1,45 @@
+"""Convert between wire values and the stored (value, text, kind) columns."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from telemetry.models import ValueKind
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+WireValue = float | int | bool | str
+
+
+def ms_to_datetime(ts_ms: int) -> datetime:
+    """Return the aware UTC datetime of an epoch-milliseconds instant, exactly."""
+    return EPOCH + timedelta(milliseconds=ts_ms)
+
+
+def datetime_to_ms(moment: datetime) -> int:
+    """Return the epoch milliseconds of an aware datetime."""
+    return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+def value_to_columns(value: WireValue) -> tuple[float | None, str | None, int]:
+    """Split a wire value into the (value, text, kind) columns of a reading."""
+    # bool before int: bool is a subclass of int.
+    if isinstance(value, bool):
+        return (1.0 if value else 0.0), None, ValueKind.BOOL
+    if isinstance(value, int):
+        return float(value), None, ValueKind.INT
+    if isinstance(value, float):
+        return value, None, ValueKind.FLOAT
+    return None, value, ValueKind.STR
+
+
+def columns_to_value(value: float | None, text: str | None, kind: int) -> WireValue:
+    """Rebuild the wire value from stored columns."""
+    if kind == ValueKind.STR:
+        return text or ""
+    assert value is not None
+    if kind == ValueKind.BOOL:
+        return value != 0.0
+    if kind == ValueKind.INT:
+        return int(value)
+    return value

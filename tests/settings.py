@@ -1,0 +1,11 @@
+"""Settings for the test suite: the hub's own settings, pointed at the machine's PostgreSQL."""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/hub")
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production")
+os.environ.setdefault("HUB_VAR_DIR", os.path.join(os.path.dirname(__file__), "..", "var", "test"))
+
+from hub.settings import *  # noqa: E402, F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

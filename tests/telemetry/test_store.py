@@ -1,0 +1,141 @@
+"""The store on PostgreSQL: dedup, rollups equal to raw aggregates, latest never backwards."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import pytest
+
+from telemetry.models import LatestValue, Reading, RollupHour, RollupMinute
+from telemetry.services import readings_store_batch
+from telemetry.values import columns_to_value, datetime_to_ms
+from tests.factories import make_device, make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+T0 = 1_764_139_200_000  # 2025-11-26T06:40:00Z
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def store(readings: list[tuple[str, str, int, object]]):
+    return readings_store_batch(readings=readings, received_at=NOW)
+
+
+def assert_rollups_match_raw() -> None:
+    """Every rollup row equals the aggregate of the raw numeric rows in its bucket."""
+    for model, width in ((RollupMinute, 60_000), (RollupHour, 3_600_000)):
+        expected: dict[tuple[int, str, int], list[tuple[int, float]]] = defaultdict(list)
+        for row in Reading.objects.exclude(kind=3).values("device_id", "metric", "ts", "value"):
+            ts = datetime_to_ms(row["ts"])
+            expected[(row["device_id"], row["metric"], ts - ts % width)].append((ts, row["value"]))
+        actual = {
+            (r.device_id, r.metric, datetime_to_ms(r.bucket)): r for r in model.objects.all()
+        }
+        assert set(actual) == set(expected)
+        for key, points in expected.items():
+            points.sort()
+            values = [v for _, v in points]
+            rollup = actual[key]
+            assert rollup.count == len(values)
+            assert rollup.sum == pytest.approx(sum(values))
+            assert (rollup.min, rollup.max) == (min(values), max(values))
+            assert (rollup.first, datetime_to_ms(rollup.first_ts)) == (values[0], points[0][0])
+            assert (rollup.last, datetime_to_ms(rollup.last_ts)) == (values[-1], points[-1][0])
+
+
+def test_repeated_batch_is_stored_once():
+    owner = make_user()
+    make_device(owner, "d1")
+    batch = [("d1", "temperature", T0 + i * 1000, 20.0 + i) for i in range(50)]
+    first = store(batch)
+    second = store(batch)
+    assert (first.inserted, first.duplicates) == (50, 0)
+    assert (second.inserted, second.duplicates) == (0, 50)
+    assert second.new_by_owner == {}
+    assert Reading.objects.count() == 50
+    assert_rollups_match_raw()
+
+
+def test_duplicate_inside_one_batch_keeps_the_first():
+    owner = make_user()
+    make_device(owner, "d1")
+    result = store([("d1", "t", T0, 1.0), ("d1", "t", T0, 2.0)])
+    assert (result.inserted, result.duplicates) == (1, 1)
+    assert Reading.objects.get().value == 1.0
+
+
+def test_rollups_equal_raw_aggregates_after_overlapping_random_batches():
+    rng = random.Random(7)
+    owner = make_user()
+    for uid in ("a", "b"):
+        make_device(owner, uid)
+    universe = [
+        (uid, metric, T0 + rng.randrange(0, 3 * 3_600_000), round(rng.uniform(-50, 50), 3))
+        for uid in ("a", "b")
+        for metric in ("temperature", "humidity")
+        for _ in range(300)
+    ]
+    universe += [("a", "door", T0 + i * 7_000, i % 2 == 0) for i in range(40)]
+    universe += [("a", "fw", T0 + i * 9_000, f"1.{i}") for i in range(10)]
+    for _ in range(12):
+        # Overlapping batches in random order: many readings arrive more than once.
+        store(rng.sample(universe, 150))
+    store(universe)
+    distinct = {(u, m, t) for u, m, t, _ in universe}
+    assert Reading.objects.count() == len(distinct)
+    assert_rollups_match_raw()
+
+
+def test_latest_value_never_moves_backwards():
+    owner = make_user()
+    device, _ = make_device(owner, "d1")
+    store([("d1", "t", T0 + 10_000, 5.0)])
+    store([("d1", "t", T0, 1.0), ("d1", "t", T0 + 5_000, 2.0)])
+    latest = LatestValue.objects.get(device=device, metric="t")
+    assert (datetime_to_ms(latest.ts), latest.value) == (T0 + 10_000, 5.0)
+    store([("d1", "t", T0 + 20_000, 7.0)])
+    latest.refresh_from_db()
+    assert (datetime_to_ms(latest.ts), latest.value) == (T0 + 20_000, 7.0)
+
+
+def test_value_types_round_trip():
+    owner = make_user()
+    make_device(owner, "d1")
+    sent = {"f": 21.5, "i": 42, "b": True, "s": "1.4.2"}
+    store([("d1", metric, T0, value) for metric, value in sent.items()])
+    got = {
+        r.metric: columns_to_value(r.value, r.text, r.kind) for r in Reading.objects.all()
+    }
+    assert got == sent
+    assert type(got["i"]) is int and type(got["b"]) is bool
+
+
+def test_unknown_and_disabled_devices_are_counted_not_stored():
+    owner = make_user()
+    device, _ = make_device(owner, "off")
+    device.active = False
+    device.save()
+    result = store([("ghost", "t", T0, 1.0), ("off", "t", T0, 1.0), ("off", "t", T0 + 1, 1.0)])
+    assert result.unknown == {"ghost": 1, "off": 2}
+    assert Reading.objects.count() == 0
+
+
+def test_new_readings_are_grouped_by_owner_in_time_order():
+    alice, bob = make_user(), make_user()
+    make_device(alice, "a1")
+    make_device(bob, "b1")
+    result = store([("a1", "t", T0 + 2, 2.0), ("b1", "t", T0, 9.0), ("a1", "t", T0 + 1, 1.0)])
+    assert result.new_by_owner == {
+        alice.id: {"a1": [(T0 + 1, "t", 1.0), (T0 + 2, "t", 2.0)]},
+        bob.id: {"b1": [(T0, "t", 9.0)]},
+    }
+
+
+def test_last_seen_and_online_are_set():
+    owner = make_user()
+    device, _ = make_device(owner, "d1")
+    store([("d1", "t", T0, 1.0)])
+    device.refresh_from_db()
+    assert device.online and device.last_seen == NOW
