@@ -43,3 +43,8 @@ def columns_to_value(value: float | None, text: str | None, kind: int) -> WireVa
     if kind == ValueKind.INT:
         return int(value)
     return value
+
+
+def format_ts(ts_ms: int) -> str:
+    """Return the RFC 3339 UTC form of an epoch-milliseconds instant, e.g. 2026-11-26T06:00:00.123Z."""
+    return ms_to_datetime(ts_ms).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -6,6 +6,10 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/hub")
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production")
 os.environ.setdefault("HUB_VAR_DIR", os.path.join(os.path.dirname(__file__), "..", "var", "test"))
 
-from hub.settings import *  # noqa: E402, F403
+from hub.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Close connections after each database_sync_to_async call, so no worker thread
+# holds one open when the test database is dropped.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

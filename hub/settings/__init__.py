@@ -150,6 +150,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Serve the apps' static files straight from their folders: no collectstatic step to forget.
+WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -180,6 +182,8 @@ HUB = {
     # MQTT messages received but not yet acknowledged (the MQTT 5 receive maximum).
     "MQTT_RECEIVE_MAXIMUM": env_number("HUB_MQTT_RECEIVE_MAXIMUM", 10000, int, minimum=1),
     "MQTT_CLIENT_ID": env_str("HUB_MQTT_CLIENT_ID", "hub-bridge"),
+    # 5 (MQTT 5, bounds unacknowledged messages) or 4 (MQTT 3.1.1) towards MQTT_URL's broker.
+    "MQTT_PROTOCOL": env_number("HUB_MQTT_PROTOCOL", 5, int, minimum=4),
     # Embedded mode: the port of the in-process MQTT broker.
     "MQTT_PORT": env_number("HUB_MQTT_PORT", 1884, int, minimum=0),
     "WS_MAX_MESSAGE_BYTES": env_number("HUB_WS_MAX_MESSAGE_BYTES", 65536, int, minimum=1),

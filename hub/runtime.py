@@ -1,0 +1,60 @@
+"""Wire the hub's workers from settings and run them until a signal asks them to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from django.conf import settings
+
+from bridges.mqtt.config import BridgeConfig, BrokerAddress
+from hub.conf import hub_settings
+from telemetry.codec import Limits
+
+logger = logging.getLogger(__name__)
+
+
+def codec_limits() -> Limits:
+    """Return the codec limits from the HUB settings."""
+    return Limits(
+        max_payload_bytes=hub_settings.MAX_PAYLOAD_BYTES,
+        max_readings=hub_settings.MAX_READINGS,
+        max_future_ms=hub_settings.MAX_FUTURE_SECONDS * 1000,
+        max_age_ms=hub_settings.RAW_RETENTION_DAYS * 86_400_000,
+        max_string_length=hub_settings.MAX_STRING_LENGTH,
+    )
+
+
+def bridge_config(
+    broker: BrokerAddress | None = None, *, protocol: int | None = None
+) -> BridgeConfig:
+    """Return the bridge configuration: MQTT_URL's broker unless one is given."""
+    if broker is None:
+        if settings.MQTT_URL is None:
+            raise RuntimeError("MQTT_URL is not set; `hub serve` runs the embedded broker")
+        broker = BrokerAddress.from_url(settings.MQTT_URL)
+    return BridgeConfig(
+        broker=broker,
+        client_id=hub_settings.MQTT_CLIENT_ID,
+        protocol=protocol or hub_settings.MQTT_PROTOCOL,
+        receive_maximum=hub_settings.MQTT_RECEIVE_MAXIMUM,
+        batch_max_readings=hub_settings.BATCH_MAX_READINGS,
+        batch_max_delay_s=hub_settings.BATCH_MAX_DELAY_MS / 1000,
+        ingest_timeout_s=hub_settings.INGEST_TIMEOUT_SECONDS,
+        limits=codec_limits(),
+    )
+
+
+def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `main(stop)` on a new event loop; SIGINT or SIGTERM sets `stop`."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())

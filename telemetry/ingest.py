@@ -1,0 +1,131 @@
+"""The ingest consumer on channel telemetry.ingest: store a batch, fan it out, confirm."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from channels.consumer import AsyncConsumer
+from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
+from channels.layers import BaseChannelLayer, get_channel_layer
+from django.db import DatabaseError, InterfaceError
+
+from telemetry.groups import INGEST_CHANNEL, owner_group
+from telemetry.services import StoredBatch, readings_store_batch
+from telemetry.values import ms_to_datetime
+
+logger = logging.getLogger(__name__)
+
+# How long a drain on shutdown may take before the batch in hand is abandoned
+# (the bridge resends it; dedup makes that safe).
+DRAIN_DEADLINE_S = 8.0
+# Wait between attempts to receive from a channel layer that is unreachable.
+LAYER_RETRY_S = 1.0
+
+
+class IngestConsumer(AsyncConsumer):  # type: ignore[misc]
+    """Store each batch in one transaction, then broadcast it, then tell the bridge."""
+
+    async def ingest_batch(self, message: dict[str, Any]) -> None:
+        """Handle one `ingest.batch` message from a bridge."""
+        await ingest_batch_handle(self.channel_layer, message)
+
+
+async def ingest_batch_handle(layer: BaseChannelLayer, message: dict[str, Any]) -> bool:
+    """Store, broadcast and confirm one batch; return whether it was stored."""
+    batch_id = message.get("batch")
+    try:
+        readings = message["readings"]
+        received_at = ms_to_datetime(int(message["received"]))
+    except (KeyError, TypeError, ValueError):
+        logger.error("ingest: dropping malformed batch %r", batch_id)
+        return False
+    try:
+        stored: StoredBatch = await database_sync_to_async(readings_store_batch)(
+            readings=readings, received_at=received_at
+        )
+    except (DatabaseError, InterfaceError) as error:
+        # Not confirmed: the bridge sends the batch again after its timeout.
+        logger.warning("ingest: batch %s not stored: %s", batch_id, error)
+        return False
+    for uid, count in stored.unknown.items():
+        logger.info("ingest: ignored %d readings of unknown or disabled device %s", count, uid)
+    # Broadcast only what was committed; the live view is lossy, so a failed
+    # fan-out is logged and the batch still counts as stored.
+    for owner_id, devices in stored.new_by_owner.items():
+        try:
+            await layer.group_send(
+                owner_group(owner_id), {"type": "telemetry.readings", "devices": devices}
+            )
+        except Exception:
+            logger.exception("ingest: fan-out to owner %s failed", owner_id)
+    reply = message.get("reply")
+    if reply:
+        try:
+            await layer.send(
+                reply,
+                {
+                    "type": "ingest.stored",
+                    "batch": batch_id,
+                    "inserted": stored.inserted,
+                    "duplicates": stored.duplicates,
+                    "unknown": stored.unknown,
+                },
+            )
+        except ChannelFull:
+            logger.warning("ingest: reply channel of batch %s is full", batch_id)
+    return True
+
+
+async def ingest_run(stop: asyncio.Event, *, channel: str = INGEST_CHANNEL) -> None:
+    """Take batches from the ingest channel one at a time until `stop` is set.
+
+    Channels' own worker pulls messages into an unbounded queue; this loop holds
+    at most one batch, so memory stays flat when the database is slower than MQTT.
+    """
+    layer = get_channel_layer()
+    assert layer is not None, "CHANNEL_LAYERS has no default layer"
+    logger.info("ingest: consuming %s", channel)
+    stop_wait = asyncio.ensure_future(stop.wait())
+    try:
+        while not stop.is_set():
+            receive = asyncio.ensure_future(layer.receive(channel))
+            done, _ = await asyncio.wait({receive, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if receive not in done:
+                receive.cancel()
+                await asyncio.gather(receive, return_exceptions=True)
+                break
+            try:
+                message = receive.result()
+            except Exception as error:  # noqa: BLE001 - the layer's backend is down
+                logger.warning("ingest: channel layer receive failed: %s", error)
+                await _sleep_unless(stop, LAYER_RETRY_S)
+                continue
+            if message.get("type") != "ingest.batch":
+                logger.warning("ingest: ignoring message of type %r", message.get("type"))
+                continue
+            started = time.monotonic()
+            # Shielded: a stop request lets the batch in hand finish, up to the deadline.
+            handle = asyncio.ensure_future(ingest_batch_handle(layer, message))
+            try:
+                await asyncio.shield(handle)
+            except asyncio.CancelledError:
+                await asyncio.wait({handle}, timeout=DRAIN_DEADLINE_S)
+                raise
+            logger.debug(
+                "ingest: batch %s in %.1f ms",
+                message.get("batch"),
+                (time.monotonic() - started) * 1000,
+            )
+    finally:
+        stop_wait.cancel()
+    logger.info("ingest: stopped")
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

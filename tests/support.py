@@ -1,0 +1,151 @@
+"""Helpers for tests that run real processes: free ports, private brokers, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+HUB_MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Return whether something accepts TCP connections on host:port."""
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+def wait_until(
+    condition: Callable[[], Any],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str = "condition",
+) -> Any:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {message}")
+        time.sleep(interval)
+
+
+async def async_wait_until(
+    condition: Callable[[], Awaitable[Any]],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str = "condition",
+) -> Any:
+    """Await `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {message}")
+        await asyncio.sleep(interval)
+
+
+class Mosquitto:
+    """A private Mosquitto on a free port, configured like the hub's deployment."""
+
+    def __init__(self, directory: Path, *, extra: str = "", port: int | None = None) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = directory / "mosquitto.log"
+
+    def config_text(self) -> str:
+        """Return the hub's documented configuration, bound to this instance's port and folder."""
+        lines = []
+        for line in HUB_MOSQUITTO_CONF.read_text().splitlines():
+            if re.match(r"^(listener|persistence_location)\b", line):
+                continue
+            lines.append(line)
+        lines += [
+            f"listener {self.port} 127.0.0.1",
+            f"persistence_location {self.directory}/",
+            f"log_dest file {self.log}",
+            self.extra,
+        ]
+        return "\n".join(lines) + "\n"
+
+    def start(self) -> Mosquitto:
+        """Start the broker and wait until it accepts connections."""
+        config = self.directory / "mosquitto.conf"
+        config.write_text(self.config_text())
+        self.process = subprocess.Popen(
+            ["mosquitto", "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        wait_until(
+            lambda: port_open(self.port) or self.process.poll() is not None,
+            message=f"mosquitto on port {self.port}",
+        )
+        if self.process.poll() is not None:
+            raise RuntimeError(f"mosquitto failed: {self.process.stderr.read().decode()}")
+        return self
+
+    def stop(self) -> None:
+        """Stop the broker (SIGTERM: it saves its persistence file)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process is not None and self.process.stderr is not None:
+            self.process.stderr.close()
+
+    @property
+    def url(self) -> str:
+        """Return the broker's mqtt:// URL."""
+        return f"mqtt://127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def running(process: subprocess.Popen[bytes], name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Yield a started process; terminate it afterwards, killing it if it hangs."""
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def hub_env(**overrides: str) -> dict[str, str]:
+    """Return an environment for hub subprocesses."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
+    for key in ("DATABASE_URL", "REDIS_URL", "MQTT_URL", "DJANGO_SETTINGS_MODULE"):
+        env.pop(key, None)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(overrides)
+    return env
