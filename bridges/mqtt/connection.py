@@ -70,6 +70,7 @@ class MqttConnection:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = lambda _client, _userdata, message: on_message(message)
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_socket_open = self._on_socket_open
         self.client.on_socket_close = self._on_socket_close
         self.client.on_socket_register_write = self._on_register_write
@@ -183,6 +184,16 @@ class MqttConnection:
                 flags.session_present,
             )
             self._connected.set_result(None)
+
+    def _on_subscribe(
+        self, _client: paho.Client, _userdata: Any, mid: int, reasons: list[ReasonCode],
+        _props: Any,
+    ) -> None:
+        failed = [str(reason) for reason in reasons if reason.is_failure]
+        if failed:
+            logger.error("mqtt: subscription refused: %s", ", ".join(failed))
+        else:
+            logger.info("mqtt: subscribed (%d filters)", len(reasons))
 
     def _on_disconnect(
         self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any

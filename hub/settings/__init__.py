@@ -129,6 +129,8 @@ else:
                 "hosts": [url.strip() for url in REDIS_URL.split(",")],
                 "capacity": env_number("HUB_CHANNEL_CAPACITY", 100, int, minimum=1),
                 "expiry": 60,
+                # Lets several hubs (or test runs) share one Redis without meeting.
+                "prefix": env_str("HUB_CHANNEL_PREFIX", "asgi"),
             },
         }
     }
@@ -150,6 +152,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Serve the apps' static files straight from their folders: no collectstatic step to forget.
 WHITENOISE_USE_FINDERS = True
 
@@ -182,6 +185,10 @@ HUB = {
     # MQTT messages received but not yet acknowledged (the MQTT 5 receive maximum).
     "MQTT_RECEIVE_MAXIMUM": env_number("HUB_MQTT_RECEIVE_MAXIMUM", 10000, int, minimum=1),
     "MQTT_CLIENT_ID": env_str("HUB_MQTT_CLIENT_ID", "hub-bridge"),
+    # How long the broker keeps the bridge's session (and its queued messages) while it is away.
+    "MQTT_SESSION_EXPIRY_SECONDS": env_number(
+        "HUB_MQTT_SESSION_EXPIRY_SECONDS", 7 * 86_400, int, minimum=0
+    ),
     # 5 (MQTT 5, bounds unacknowledged messages) or 4 (MQTT 3.1.1) towards MQTT_URL's broker.
     "MQTT_PROTOCOL": env_number("HUB_MQTT_PROTOCOL", 5, int, minimum=4),
     # Embedded mode: the port of the in-process MQTT broker.

@@ -1,0 +1,35 @@
+# The hub's two set-up commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench services lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## demo: the whole hub in one process with 20 simulated devices
+demo: $(STAMP)
+	$(BIN)/hub serve --simulate 20
+
+## services: make sure PostgreSQL, Redis and Mosquitto answer on 127.0.0.1
+services:
+	scripts/services.sh
+
+## test: dev dependencies, services, then the whole suite
+test: $(STAMP) services
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+## lint: ruff and mypy
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
