@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from telemetry.codec import format_ts
 from telemetry.models import ValueKind
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+__all__ = [
+    "EPOCH",
+    "WireValue",
+    "columns_to_value",
+    "datetime_to_ms",
+    "format_ts",
+    "ms_to_datetime",
+    "value_to_columns",
+]
 
 WireValue = float | int | bool | str
 
@@ -43,8 +54,3 @@ def columns_to_value(value: float | None, text: str | None, kind: int) -> WireVa
     if kind == ValueKind.INT:
         return int(value)
     return value
-
-
-def format_ts(ts_ms: int) -> str:
-    """Return the RFC 3339 UTC form of an epoch-milliseconds instant, e.g. 2026-11-26T06:00:00.123Z."""
-    return ms_to_datetime(ts_ms).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

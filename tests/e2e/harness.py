@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -103,9 +104,17 @@ class HubUnderTest:
         )
 
 
+def _default_signals() -> None:
+    # A shell that starts pytest in the background leaves SIGINT ignored, and
+    # children inherit that; the hub must see Ctrl-C as a terminal sends it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(hub: HubUnderTest, name: str, args: list[str]) -> None:
     log = (hub.logs / f"{name}.log").open("wb")
-    hub.processes[name] = subprocess.Popen(args, env=hub.env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    hub.processes[name] = subprocess.Popen(  # noqa: S603
+        args, env=hub.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_default_signals
+    )
     log.close()
 
 
