@@ -40,3 +40,23 @@ def device_authenticate(*, uid: str, token: str) -> Device | None:
     # Compare even for unknown uids so timing does not tell which uids exist.
     matches = hmac.compare_digest(expected, token_hash(token))
     return device if device is not None and matches else None
+
+
+def device_update(*, device: Device, name: str | None = None, active: bool | None = None) -> Device:
+    """Change a device's name or active flag; fields left None stay as they are."""
+    fields = []
+    if name is not None:
+        device.name = name
+        fields.append("name")
+    if active is not None:
+        device.active = active
+        fields.append("active")
+    if fields:
+        device.full_clean()
+        device.save(update_fields=fields)
+    return device
+
+
+def device_delete(*, device: Device) -> None:
+    """Delete a device with its readings, rollups and latest values."""
+    device.delete()

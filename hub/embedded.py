@@ -87,8 +87,10 @@ class EmbeddedHub:
 
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
-        self.stop: asyncio.Event | None = None
-        self.tasks: list[asyncio.Task[None]] = []
+        self.stop_bridge: asyncio.Event | None = None
+        self.stop_ingest: asyncio.Event | None = None
+        self.bridge_task: asyncio.Task[None] | None = None
+        self.ingest_task: asyncio.Task[None] | None = None
         self.broker: Any = None
         self.simulator: asyncio.subprocess.Process | None = None
         self.bridge_password = secrets.token_urlsafe(24)
@@ -123,7 +125,7 @@ class EmbeddedHub:
         server.run()
 
     async def _start(self, login: str | None, credentials: Path | None) -> None:
-        self.stop = asyncio.Event()
+        self.stop_bridge, self.stop_ingest = asyncio.Event(), asyncio.Event()
         options = self.options
         self.broker = EmbeddedBroker(
             authenticate=device_check,
@@ -141,10 +143,8 @@ class EmbeddedHub:
         )
         # The embedded broker speaks MQTT 3.1.1 only.
         bridge = Bridge(bridge_config(broker, protocol=4))
-        self.tasks = [
-            asyncio.create_task(bridge.run(self.stop), name="bridge"),
-            asyncio.create_task(ingest_run(self.stop), name="ingest"),
-        ]
+        self.bridge_task = asyncio.create_task(bridge.run(self.stop_bridge), name="bridge")
+        self.ingest_task = asyncio.create_task(ingest_run(self.stop_ingest), name="ingest")
         if credentials is not None:
             self.simulator = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -182,23 +182,31 @@ class EmbeddedHub:
         print("\n".join(lines), flush=True)
 
     async def _shutdown(self) -> None:
-        if self.stop is None:
+        """Stop in the order data flows: devices, then bridge (drained by ingest), then ingest."""
+        if self.stop_bridge is None or self.stop_ingest is None:
             return
-        self.stop.set()
         if self.simulator is not None and self.simulator.returncode is None:
             self.simulator.terminate()
             try:
                 await asyncio.wait_for(self.simulator.wait(), 5)
             except TimeoutError:
                 self.simulator.kill()
-        if self.tasks:
-            done, pending = await asyncio.wait(self.tasks, timeout=SHUTDOWN_DEADLINE_S)
-            for task in pending:
+        for stop, task in (
+            (self.stop_bridge, self.bridge_task),
+            (self.stop_ingest, self.ingest_task),
+        ):
+            stop.set()
+            if task is None:
+                continue
+            done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_DEADLINE_S)
+            if not done:
                 task.cancel()
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    logger.error("serve: %s stopped with %r", task.get_name(), task.exception())
+            elif not task.cancelled() and task.exception() is not None:
+                logger.error("serve: %s stopped with %r", task.get_name(), task.exception())
         if self.broker is not None:
+            # Deliveries the bridge left unacknowledged die with the in-memory broker;
+            # amqtt reports each as an error, which is noise at this point.
+            logging.getLogger("amqtt").setLevel(logging.CRITICAL)
             with contextlib.suppress(Exception):
                 await self.broker.shutdown()
         print("Telemetry hub stopped.", flush=True)

@@ -168,7 +168,7 @@ def encode_error(topic: str, rejection: Rejection, *, at_ms: int) -> bytes:
 
 
 def decode_telemetry(
-    uid: str, payload: bytes, *, now_ms: int, limits: Limits = DEFAULT_LIMITS
+    uid: str, payload: bytes | bytearray, *, now_ms: int, limits: Limits = DEFAULT_LIMITS
 ) -> Decoded:
     """Decode one native JSON telemetry payload; never raise."""
     readings: list[Reading] = []
@@ -268,7 +268,7 @@ def _shape_error(element: Any, where: str) -> _Rejected:
     return _Rejected(INVALID_SHAPE, detail)
 
 
-def _load_after_error(payload: bytes, error: orjson.JSONDecodeError) -> Any:
+def _load_after_error(payload: bytes | bytearray, error: orjson.JSONDecodeError) -> Any:
     """Parse a payload orjson refused if its only fault is out-of-range numbers."""
     if "infinity" not in error.msg:
         raise _Rejected(INVALID_JSON, f"payload is not valid JSON: {error}")

@@ -81,7 +81,7 @@ class MqttConnection:
         config = self.config
         properties = None
         if config.protocol == 5:
-            properties = Properties(PacketTypes.CONNECT)
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = config.session_expiry_s
             properties.ReceiveMaximum = min(config.receive_maximum, 65_535)
         # paho's connect blocks on DNS and TCP connect: keep it off the event loop.
@@ -101,10 +101,11 @@ class MqttConnection:
                 f"cannot reach {config.broker.host}:{config.broker.port}: {error}"
             ) from None
         self._misc = self.loop.call_later(MISC_INTERVAL_S, self._run_misc)
-        closed = asyncio.ensure_future(asyncio.shield(self._closed))
+        closed: asyncio.Future[Any] = asyncio.ensure_future(asyncio.shield(self._closed))
+        connected: asyncio.Future[Any] = self._connected
         try:
             done, _ = await asyncio.wait(
-                {self._connected, closed},
+                {connected, closed},
                 timeout=CONNECT_TIMEOUT_S,
                 return_when=asyncio.FIRST_COMPLETED,
             )

@@ -5,82 +5,162 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('devices', '0001_initial'),
+        ("devices", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='LatestValue',
+            name="LatestValue",
             fields=[
-                ('pk', models.CompositePrimaryKey('device', 'metric', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('metric', models.CharField(max_length=128)),
-                ('ts', models.DateTimeField()),
-                ('value', models.FloatField(null=True)),
-                ('text', models.CharField(max_length=256, null=True)),
-                ('kind', models.PositiveSmallIntegerField(choices=[(0, 'Float'), (1, 'Int'), (2, 'Bool'), (3, 'Str')])),
-                ('device', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='devices.device')),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "device",
+                        "metric",
+                        blank=True,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("metric", models.CharField(max_length=128)),
+                ("ts", models.DateTimeField()),
+                ("value", models.FloatField(null=True)),
+                ("text", models.CharField(max_length=256, null=True)),
+                (
+                    "kind",
+                    models.PositiveSmallIntegerField(
+                        choices=[(0, "Float"), (1, "Int"), (2, "Bool"), (3, "Str")]
+                    ),
+                ),
+                (
+                    "device",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="devices.device",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'telemetry_latest',
+                "db_table": "telemetry_latest",
             },
         ),
         migrations.CreateModel(
-            name='Reading',
+            name="Reading",
             fields=[
-                ('pk', models.CompositePrimaryKey('device', 'metric', 'ts', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('metric', models.CharField(max_length=128)),
-                ('ts', models.DateTimeField()),
-                ('value', models.FloatField(null=True)),
-                ('text', models.CharField(max_length=256, null=True)),
-                ('kind', models.PositiveSmallIntegerField(choices=[(0, 'Float'), (1, 'Int'), (2, 'Bool'), (3, 'Str')])),
-                ('device', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='devices.device')),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "device",
+                        "metric",
+                        "ts",
+                        blank=True,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("metric", models.CharField(max_length=128)),
+                ("ts", models.DateTimeField()),
+                ("value", models.FloatField(null=True)),
+                ("text", models.CharField(max_length=256, null=True)),
+                (
+                    "kind",
+                    models.PositiveSmallIntegerField(
+                        choices=[(0, "Float"), (1, "Int"), (2, "Bool"), (3, "Str")]
+                    ),
+                ),
+                (
+                    "device",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="devices.device",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'telemetry_reading',
+                "db_table": "telemetry_reading",
             },
         ),
         migrations.CreateModel(
-            name='RollupHour',
+            name="RollupHour",
             fields=[
-                ('pk', models.CompositePrimaryKey('device', 'metric', 'bucket', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('metric', models.CharField(max_length=128)),
-                ('bucket', models.DateTimeField()),
-                ('count', models.BigIntegerField()),
-                ('sum', models.FloatField()),
-                ('min', models.FloatField()),
-                ('max', models.FloatField()),
-                ('first', models.FloatField()),
-                ('first_ts', models.DateTimeField()),
-                ('last', models.FloatField()),
-                ('last_ts', models.DateTimeField()),
-                ('device', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='devices.device')),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "device",
+                        "metric",
+                        "bucket",
+                        blank=True,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("metric", models.CharField(max_length=128)),
+                ("bucket", models.DateTimeField()),
+                ("count", models.BigIntegerField()),
+                ("sum", models.FloatField()),
+                ("min", models.FloatField()),
+                ("max", models.FloatField()),
+                ("first", models.FloatField()),
+                ("first_ts", models.DateTimeField()),
+                ("last", models.FloatField()),
+                ("last_ts", models.DateTimeField()),
+                (
+                    "device",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="devices.device",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'telemetry_rollup_1h',
+                "db_table": "telemetry_rollup_1h",
             },
         ),
         migrations.CreateModel(
-            name='RollupMinute',
+            name="RollupMinute",
             fields=[
-                ('pk', models.CompositePrimaryKey('device', 'metric', 'bucket', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('metric', models.CharField(max_length=128)),
-                ('bucket', models.DateTimeField()),
-                ('count', models.BigIntegerField()),
-                ('sum', models.FloatField()),
-                ('min', models.FloatField()),
-                ('max', models.FloatField()),
-                ('first', models.FloatField()),
-                ('first_ts', models.DateTimeField()),
-                ('last', models.FloatField()),
-                ('last_ts', models.DateTimeField()),
-                ('device', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='devices.device')),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "device",
+                        "metric",
+                        "bucket",
+                        blank=True,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("metric", models.CharField(max_length=128)),
+                ("bucket", models.DateTimeField()),
+                ("count", models.BigIntegerField()),
+                ("sum", models.FloatField()),
+                ("min", models.FloatField()),
+                ("max", models.FloatField()),
+                ("first", models.FloatField()),
+                ("first_ts", models.DateTimeField()),
+                ("last", models.FloatField()),
+                ("last_ts", models.DateTimeField()),
+                (
+                    "device",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="devices.device",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'telemetry_rollup_1m',
+                "db_table": "telemetry_rollup_1m",
             },
         ),
     ]

@@ -25,7 +25,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def publisher(port: int) -> paho.Client:
-    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
+    client = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}"
+    )
     client.connect("127.0.0.1", port)
     client.loop_start()
     return client
@@ -46,7 +48,10 @@ class Running:
             await ingest_batch_handle(self.layer, message)
 
     async def __aenter__(self) -> Running:
-        self.tasks = [asyncio.create_task(self.bridge.run(self.stop)), asyncio.create_task(self.ingest())]
+        self.tasks = [
+            asyncio.create_task(self.bridge.run(self.stop)),
+            asyncio.create_task(self.ingest()),
+        ]
         await asyncio.wait_for(self.bridge.connected.wait(), 10)
         return self
 
@@ -59,8 +64,11 @@ class Running:
 
 @pytest.fixture
 async def hub_bridge(mosquitto: Mosquitto) -> AsyncIterator[Running]:
-    config = BridgeConfig(broker=BrokerAddress(port=mosquitto.port), client_id="bridge-under-test",
-                          batch_max_delay_s=0.02)
+    config = BridgeConfig(
+        broker=BrokerAddress(port=mosquitto.port),
+        client_id="bridge-under-test",
+        batch_max_delay_s=0.02,
+    )
     async with Running(config) as running:
         yield running
 
@@ -87,7 +95,9 @@ async def test_malformed_payload_is_reported_and_next_message_stored(mosquitto, 
     owner = await database_sync_to_async(make_user)()
     await database_sync_to_async(make_device)(owner, "dev-b")
     errors: list[dict] = []
-    listener = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="errors-listener")
+    listener = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id="errors-listener"
+    )
     listener.on_message = lambda c, u, m: errors.append(json.loads(m.payload))
     listener.connect("127.0.0.1", mosquitto.port)
     listener.subscribe("devices/dev-b/errors", qos=1)
@@ -112,4 +122,5 @@ async def _equals(awaitable, expected) -> bool:
 def _async(function):
     async def wrapper():
         return function()
+
     return wrapper

@@ -30,9 +30,7 @@ def assert_rollups_match_raw() -> None:
         for row in Reading.objects.exclude(kind=3).values("device_id", "metric", "ts", "value"):
             ts = datetime_to_ms(row["ts"])
             expected[(row["device_id"], row["metric"], ts - ts % width)].append((ts, row["value"]))
-        actual = {
-            (r.device_id, r.metric, datetime_to_ms(r.bucket)): r for r in model.objects.all()
-        }
+        actual = {(r.device_id, r.metric, datetime_to_ms(r.bucket)): r for r in model.objects.all()}
         assert set(actual) == set(expected)
         for key, points in expected.items():
             points.sort()
@@ -105,9 +103,7 @@ def test_value_types_round_trip():
     make_device(owner, "d1")
     sent = {"f": 21.5, "i": 42, "b": True, "s": "1.4.2"}
     store([("d1", metric, T0, value) for metric, value in sent.items()])
-    got = {
-        r.metric: columns_to_value(r.value, r.text, r.kind) for r in Reading.objects.all()
-    }
+    got = {r.metric: columns_to_value(r.value, r.text, r.kind) for r in Reading.objects.all()}
     assert got == sent
     assert type(got["i"]) is int and type(got["b"]) is bool
 

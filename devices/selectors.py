@@ -1,0 +1,31 @@
+"""Read paths of the devices app: a user's own devices, looked up by uid."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+
+from devices.models import UID_PATTERN, Device
+
+_uid_ok: Final = re.compile(UID_PATTERN).match
+
+
+def uid_is_valid(uid: str) -> bool:
+    """Tell whether a string has the shape of a device uid."""
+    return _uid_ok(uid) is not None
+
+
+def device_list(*, owner: AbstractBaseUser) -> QuerySet[Device]:
+    """Return the devices a user owns, by uid."""
+    return Device.objects.filter(owner=owner).order_by("uid")
+
+
+def device_get(*, owner: AbstractBaseUser, uid: str) -> Device | None:
+    """Return the user's device with this uid, or None for unknown and others' devices."""
+    # Checking the shape first keeps NUL bytes and other junk away from the database.
+    if not uid_is_valid(uid):
+        return None
+    return Device.objects.filter(owner=owner, uid=uid).first()

@@ -1,0 +1,243 @@
+"""Query parameters and JSON shapes of the history endpoints."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from rest_framework import serializers
+
+from telemetry.codec import METRIC_PATTERN, format_ts
+from telemetry.selectors import LatestValues, ReadingRow, ReadingsPosition, format_datetime
+from telemetry.series import (
+    DEFAULT_POINTS,
+    DEFAULT_RANGE_MS,
+    MAX_BUCKETS,
+    MAX_POINTS,
+    MAX_TS_MS,
+    MIN_TS_MS,
+    Bucket,
+    bucket_count,
+    format_interval,
+    parse_instant,
+    parse_interval,
+    pick_interval,
+)
+
+MAX_READINGS_LIMIT: Final = 10_000
+DEFAULT_READINGS_LIMIT: Final = 1000
+MAX_SERIES_METRICS: Final = 50
+MAX_LATEST_DEVICES: Final = 1000
+_MAX_CURSOR_LENGTH: Final = 512
+
+_metric_ok: Final = re.compile(METRIC_PATTERN).fullmatch
+_METRIC_MESSAGE: Final = (
+    "must be 1 to 128 letters, digits, _ . : / or -, starting with a letter or digit"
+)
+
+
+def query_data(query: Mapping[str, Any]) -> dict[str, str]:
+    """Return the query parameters as a plain dict: the last of repeated values, blanks dropped."""
+    # A blank parameter (as an HTML form sends it) means "not given".
+    return {key: value for key in query if (value := query.get(key)) not in (None, "")}
+
+
+def encode_cursor(position: ReadingsPosition) -> str:
+    """Return the opaque cursor of a position in the (ts, metric) order."""
+    raw = json.dumps(list(position), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> ReadingsPosition:
+    """Return the position an opaque cursor encodes; raise ValueError if it is not one of ours."""
+    if len(cursor) > _MAX_CURSOR_LENGTH:
+        raise ValueError("too long")
+    try:
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        position = json.loads(raw)
+    except (binascii.Error, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise ValueError("not a cursor") from error
+    if not (
+        isinstance(position, list)
+        and len(position) == 2
+        and type(position[0]) is int
+        and MIN_TS_MS * 1000 <= position[0] <= MAX_TS_MS * 1000 + 999
+        and isinstance(position[1], str)
+        and _metric_ok(position[1])
+    ):
+        raise ValueError("not a cursor")
+    return position[0], position[1]
+
+
+class InstantField(serializers.Field):
+    """An instant given as RFC 3339 with a zone or as integer epoch milliseconds."""
+
+    def to_internal_value(self, data: Any) -> int:
+        try:
+            return parse_instant(str(data))
+        except ValueError as error:
+            raise serializers.ValidationError(str(error)) from None
+
+    def to_representation(self, value: int) -> str:
+        return format_ts(value)
+
+
+class RangeQuerySerializer(serializers.Serializer[Any]):
+    """`start` and `end`; end defaults to now (context `now_ms`), start to an hour before end."""
+
+    start = InstantField(required=False)
+    end = InstantField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        end = attrs.get("end", self.context["now_ms"])
+        start = attrs.get("start", max(end - DEFAULT_RANGE_MS, MIN_TS_MS))
+        if start >= end:
+            raise serializers.ValidationError({"start": ["must be before end"]})
+        attrs["start"], attrs["end"] = start, end
+        return attrs
+
+
+def validate_metric(metric: str) -> str:
+    """Return a metric name, or raise a ValidationError if it cannot be one."""
+    if not _metric_ok(metric):
+        raise serializers.ValidationError(_METRIC_MESSAGE)
+    return metric
+
+
+class ReadingsQuerySerializer(RangeQuerySerializer):
+    """Parameters of GET /devices/{uid}/readings/."""
+
+    metric = serializers.CharField(required=False, trim_whitespace=False, max_length=128)
+    limit = serializers.IntegerField(
+        required=False, default=DEFAULT_READINGS_LIMIT, min_value=1, max_value=MAX_READINGS_LIMIT
+    )
+    cursor = serializers.CharField(required=False, trim_whitespace=False)
+
+    def validate_metric(self, metric: str) -> str:
+        """Check the metric name's shape."""
+        return validate_metric(metric)
+
+    def validate_cursor(self, cursor: str) -> ReadingsPosition:
+        """Decode the cursor a previous page handed out."""
+        try:
+            return decode_cursor(cursor)
+        except ValueError:
+            message = "invalid cursor; use the `next` link as given"
+            raise serializers.ValidationError(message) from None
+
+
+class SeriesQuerySerializer(RangeQuerySerializer):
+    """Parameters of GET /devices/{uid}/series/; `interval` or `points` become `interval_ms`."""
+
+    metric = serializers.CharField(trim_whitespace=False, max_length=MAX_SERIES_METRICS * 129)
+    interval = serializers.CharField(required=False, trim_whitespace=False, max_length=32)
+    points = serializers.IntegerField(required=False, min_value=1, max_value=MAX_POINTS)
+    tz = serializers.CharField(required=False, trim_whitespace=False, max_length=64)
+
+    def validate_metric(self, metric: str) -> list[str]:
+        """Split `a,b` into distinct valid names, keeping their order."""
+        names = metric.split(",")
+        if len(names) > MAX_SERIES_METRICS:
+            raise serializers.ValidationError(f"at most {MAX_SERIES_METRICS} metrics")
+        for name in names:
+            validate_metric(name)
+        return list(dict.fromkeys(names))
+
+    def validate_interval(self, interval: str) -> int:
+        """Parse an interval like 15m into milliseconds."""
+        try:
+            return parse_interval(interval)
+        except ValueError as error:
+            raise serializers.ValidationError(str(error)) from None
+
+    def validate_tz(self, tz: str) -> str:
+        """Accept UTC only until calendar alignment in other zones exists."""
+        if tz not in ("UTC", "Etc/UTC"):
+            raise serializers.ValidationError("only UTC is supported for now")
+        return tz
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        start, end = attrs["start"], attrs["end"]
+        interval_ms, points = attrs.get("interval"), attrs.get("points")
+        if interval_ms is not None and points is not None:
+            message = "give either interval or points, not both"
+            raise serializers.ValidationError({"interval": [message], "points": [message]})
+        if interval_ms is not None:
+            count = bucket_count(start_ms=start, end_ms=end, interval_ms=interval_ms)
+            if count > MAX_BUCKETS:
+                raise serializers.ValidationError(
+                    {"interval": [f"gives {count} buckets, more than {MAX_BUCKETS}"]}
+                )
+        else:
+            wanted = DEFAULT_POINTS if points is None else points
+            interval_ms = pick_interval(start_ms=start, end_ms=end, points=wanted)
+            if interval_ms is None:
+                raise serializers.ValidationError(
+                    {
+                        "points": [
+                            f"no interval up to 1d gives at most {wanted} points over this "
+                            "range; ask for more points or a shorter range"
+                        ]
+                    }
+                )
+        attrs["interval_ms"] = interval_ms
+        attrs["multiple"] = "," in self.initial_data["metric"]
+        return attrs
+
+
+class LatestQuerySerializer(serializers.Serializer[Any]):
+    """Parameters of GET /latest/: `devices=a,b`, default all own devices."""
+
+    devices = serializers.CharField(
+        required=False, trim_whitespace=False, max_length=MAX_LATEST_DEVICES * 65
+    )
+
+    def validate_devices(self, devices: str) -> list[str] | None:
+        """Split the uid list (None when it names none); uids that cannot exist are not found."""
+        uids = [uid for uid in devices.split(",") if uid]
+        if len(uids) > MAX_LATEST_DEVICES:
+            raise serializers.ValidationError(f"at most {MAX_LATEST_DEVICES} devices")
+        return uids or None
+
+
+def latest_json(values: LatestValues) -> dict[str, dict[str, Any]]:
+    """Shape one device's latest values as {metric: {ts, value}}."""
+    return {metric: {"ts": format_ts(ts), "value": value} for metric, (ts, value) in values.items()}
+
+
+def reading_json(row: ReadingRow) -> dict[str, Any]:
+    """Shape one raw reading as {ts, metric, value}."""
+    ts, metric, value = row
+    return {"ts": format_datetime(ts), "metric": metric, "value": value}
+
+
+def _finite(number: float) -> float | None:
+    # A sum of huge values can overflow to inf, which JSON cannot carry.
+    return number if math.isfinite(number) else None
+
+
+def series_json(*, metric: str, interval_ms: int, buckets: list[Bucket]) -> dict[str, Any]:
+    """Shape one metric's buckets as {metric, interval, unit, points}."""
+    return {
+        "metric": metric,
+        "interval": format_interval(interval_ms),
+        "unit": None,
+        "points": [
+            {
+                "ts": format_ts(bucket.ts),
+                "count": bucket.count,
+                "avg": _finite(bucket.avg),
+                "min": bucket.low,
+                "max": bucket.high,
+                "first": bucket.first,
+                "last": bucket.last,
+            }
+            for bucket in buckets
+        ],
+    }
