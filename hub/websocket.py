@@ -13,9 +13,13 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from rest_framework.authtoken.models import Token
 
+from hub.auth import token_key_valid
+
 
 @database_sync_to_async
 def _user_for_token(key: str) -> Any:
+    if not token_key_valid(key):
+        return AnonymousUser()
     token = Token.objects.select_related("user").filter(key=key).first()
     if token is None or not token.user.is_active:
         return AnonymousUser()

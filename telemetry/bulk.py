@@ -60,3 +60,18 @@ def scalar_min(connection: BaseDatabaseWrapper) -> str:
 def scalar_max(connection: BaseDatabaseWrapper) -> str:
     """Return the two-argument maximum function of the connection's SQL dialect."""
     return "GREATEST" if connection.vendor == "postgresql" else "MAX"
+
+
+def float_add(connection: BaseDatabaseWrapper, left: str, right: str) -> str:
+    """Return SQL adding two float columns without raising on overflow.
+
+    PostgreSQL raises "value out of range" when finite doubles overflow, which
+    would fail the whole batch again on every retry; an unrepresentable sum
+    becomes NaN instead (the API then reports no average). SQLite gives ±Inf.
+    """
+    if connection.vendor != "postgresql":
+        return f"{left} + {right}"
+    return (
+        f"CASE WHEN abs({left}) < 1e307 AND abs({right}) < 1e307 "
+        f"THEN {left} + {right} ELSE 'NaN'::float8 END"
+    )

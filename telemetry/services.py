@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 
 from devices.models import Device
-from telemetry.bulk import bulk_insert, scalar_max, scalar_min
+from telemetry.bulk import bulk_insert, float_add, scalar_max, scalar_min
 from telemetry.values import WireValue, ms_to_datetime, value_to_columns
 
 logger = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def _rollups_add(new: list[tuple[int, str, tuple[str, int, WireValue]]]) -> None
             rows=rows,
             conflict=(
                 "(device_id, metric, bucket) DO UPDATE SET "
-                "count = t.count + excluded.count, sum = t.sum + excluded.sum, "
+                f"count = t.count + excluded.count, sum = {float_add(connection, 't.sum', 'excluded.sum')}, "
                 f"min = {least}(t.min, excluded.min), max = {greatest}(t.max, excluded.max), "
                 "first = CASE WHEN excluded.first_ts < t.first_ts "
                 "THEN excluded.first ELSE t.first END, "

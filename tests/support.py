@@ -144,7 +144,7 @@ def running(process: subprocess.Popen[bytes], name: str) -> Iterator[subprocess.
 def hub_env(**overrides: str) -> dict[str, str]:
     """Return an environment for hub subprocesses."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
-    for key in ("DATABASE_URL", "REDIS_URL", "MQTT_URL", "DJANGO_SETTINGS_MODULE"):
+    for key in ("DATABASE_URL", "REDIS_URL", "MQTT_URL", "SECRET_KEY", "DJANGO_SETTINGS_MODULE"):
         env.pop(key, None)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overrides)

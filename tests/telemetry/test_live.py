@@ -160,3 +160,8 @@ async def test_bad_client_messages_get_error_frames(frame, error):
     await ws.send_to(bytes_data=b"\x00\x01")
     assert (await ws.receive_json_from())["error"].startswith("binary frames")
     await ws.disconnect()
+
+
+async def test_token_with_a_nul_byte_is_closed_with_4401():
+    communicator = await connect("a%00b")
+    assert (await communicator.receive_output(2))["code"] == 4401

@@ -135,3 +135,13 @@ def test_last_seen_and_online_are_set():
     store([("d1", "t", T0, 1.0)])
     device.refresh_from_db()
     assert device.online and device.last_seen == NOW
+
+
+def test_rollup_sum_overflow_does_not_fail_the_batch():
+    owner = make_user()
+    device, _ = make_device(owner, "big")
+    store([("big", "v", T0, 1e308)])
+    store([("big", "v", T0 + 1, 1e308), ("big", "other", T0, 1.0)])
+    assert Reading.objects.filter(device=device).count() == 3
+    rollup = RollupMinute.objects.get(device=device, metric="v")
+    assert rollup.count == 2 and rollup.max == 1e308
