@@ -25,11 +25,15 @@ class Reading(models.Model):
     ts = models.DateTimeField()
     # Numbers and booleans (as 0/1) in `value`, strings in `text`.
     value = models.FloatField(null=True)
-    text = models.CharField(max_length=256, null=True)
+    # NULL, not "", marks a reading that is not a string.
+    text = models.CharField(max_length=256, null=True)  # noqa: DJ001
     kind = models.PositiveSmallIntegerField(choices=ValueKind.choices)
 
     class Meta:
         db_table = "telemetry_reading"
+
+    def __str__(self) -> str:
+        return f"{self.device_id}/{self.metric}@{self.ts.isoformat()}"
 
 
 class Rollup(models.Model):
@@ -50,6 +54,9 @@ class Rollup(models.Model):
 
     class Meta:
         abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.device_id}/{self.metric}@{self.bucket.isoformat()}"
 
 
 class RollupMinute(Rollup):
@@ -74,8 +81,11 @@ class LatestValue(models.Model):
     metric = models.CharField(max_length=128)
     ts = models.DateTimeField()
     value = models.FloatField(null=True)
-    text = models.CharField(max_length=256, null=True)
+    text = models.CharField(max_length=256, null=True)  # noqa: DJ001
     kind = models.PositiveSmallIntegerField(choices=ValueKind.choices)
 
     class Meta:
         db_table = "telemetry_latest"
+
+    def __str__(self) -> str:
+        return f"{self.device_id}/{self.metric}"

@@ -193,7 +193,8 @@ def _rollups_add(new: list[tuple[int, str, tuple[str, int, WireValue]]]) -> None
             rows=rows,
             conflict=(
                 "(device_id, metric, bucket) DO UPDATE SET "
-                f"count = t.count + excluded.count, sum = {float_add(connection, 't.sum', 'excluded.sum')}, "
+                "count = t.count + excluded.count, "
+                f"sum = {float_add(connection, 't.sum', 'excluded.sum')}, "
                 f"min = {least}(t.min, excluded.min), max = {greatest}(t.max, excluded.max), "
                 "first = CASE WHEN excluded.first_ts < t.first_ts "
                 "THEN excluded.first ELSE t.first END, "

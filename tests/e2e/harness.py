@@ -37,7 +37,7 @@ class HubUnderTest:
 
     def command(self, *args: str, **env: str) -> str:
         """Run a `hub` management command against this hub's database; return stdout."""
-        done = subprocess.run(  # noqa: S603
+        done = subprocess.run(
             [str(BIN / "hub"), *args],
             env={**self.env, **env},
             capture_output=True,
@@ -65,9 +65,9 @@ class HubUnderTest:
             headers["Authorization"] = f"Token {token}"
         request = urllib.request.Request(
             self.http + path, data=data, method=method, headers=headers
-        )  # noqa: S310
+        )
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=10) as response:
                 status, raw, kind = (
                     response.status,
                     response.read(),
@@ -112,7 +112,7 @@ def _default_signals() -> None:
 
 def _start(hub: HubUnderTest, name: str, args: list[str]) -> None:
     log = (hub.logs / f"{name}.log").open("wb")
-    hub.processes[name] = subprocess.Popen(  # noqa: S603
+    hub.processes[name] = subprocess.Popen(
         args, env=hub.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_default_signals
     )
     log.close()
@@ -165,7 +165,7 @@ def embedded_hub(tmp: Path) -> Iterator[HubUnderTest]:
 
 @contextlib.contextmanager
 def production_hub(tmp: Path, mqtt_port: int = 1883) -> Iterator[HubUnderTest]:
-    """Daphne, `hub bridge` and `hub ingest` as separate processes on PostgreSQL, Redis, Mosquitto."""
+    """Daphne, `hub bridge` and `hub ingest` as processes on PostgreSQL, Redis and Mosquitto."""
     name = f"hub_e2e_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')

@@ -72,7 +72,7 @@ class Socket:
 
 
 def mosquitto_pub(hub: HubUnderTest, uid: str, token: str, payload: str | bytes) -> None:
-    subprocess.run(  # noqa: S603
+    subprocess.run(
         [
             "mosquitto_pub",
             "-h",
@@ -90,7 +90,7 @@ def mosquitto_pub(hub: HubUnderTest, uid: str, token: str, payload: str | bytes)
             "-t",
             f"devices/{uid}/telemetry",
             "-s",
-        ],  # noqa: S607
+        ],
         input=payload if isinstance(payload, bytes) else payload.encode(),
         check=True,
         timeout=10,
