@@ -187,7 +187,11 @@ class MqttConnection:
             self._connected.set_result(None)
 
     def _on_subscribe(
-        self, _client: paho.Client, _userdata: Any, mid: int, reasons: list[ReasonCode],
+        self,
+        _client: paho.Client,
+        _userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
         _props: Any,
     ) -> None:
         failed = [str(reason) for reason in reasons if reason.is_failure]
