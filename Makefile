@@ -23,7 +23,13 @@ services:
 ## test: dev dependencies, services, then the whole suite
 test: $(STAMP) services
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
+
+## bench: ingest throughput/latency of the hub against a bare paho ceiling and a naive consumer
+## (BENCH_ARGS=--quick for a run of a few minutes)
+bench: $(STAMP) services
+	$(BIN)/python -m bench.ingest $(BENCH_ARGS)
 
 ## lint: ruff and mypy
 lint: $(STAMP)

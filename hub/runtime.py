@@ -41,6 +41,7 @@ def bridge_config(
         protocol=protocol or hub_settings.MQTT_PROTOCOL,
         receive_maximum=hub_settings.MQTT_RECEIVE_MAXIMUM,
         session_expiry_s=hub_settings.MQTT_SESSION_EXPIRY_SECONDS,
+        shared_group=hub_settings.MQTT_SHARED_GROUP,
         batch_max_readings=hub_settings.BATCH_MAX_READINGS,
         batch_max_delay_s=hub_settings.BATCH_MAX_DELAY_MS / 1000,
         ingest_timeout_s=hub_settings.INGEST_TIMEOUT_SECONDS,

@@ -191,6 +191,8 @@ HUB = {
     "MQTT_SESSION_EXPIRY_SECONDS": env_number(
         "HUB_MQTT_SESSION_EXPIRY_SECONDS", 7 * 86_400, int, minimum=0
     ),
+    # Several bridges with one group name split the devices' messages between them.
+    "MQTT_SHARED_GROUP": env_str("HUB_MQTT_SHARED_GROUP"),
     # 5 (MQTT 5, bounds unacknowledged messages) or 4 (MQTT 3.1.1) towards MQTT_URL's broker.
     "MQTT_PROTOCOL": env_number("HUB_MQTT_PROTOCOL", 5, int, minimum=4),
     # Embedded mode: the port of the in-process MQTT broker.
