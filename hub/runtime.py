@@ -44,6 +44,7 @@ def bridge_config(
         shared_group=hub_settings.MQTT_SHARED_GROUP,
         batch_max_readings=hub_settings.BATCH_MAX_READINGS,
         batch_max_delay_s=hub_settings.BATCH_MAX_DELAY_MS / 1000,
+        batches_in_flight=hub_settings.BATCHES_IN_FLIGHT,
         ingest_timeout_s=hub_settings.INGEST_TIMEOUT_SECONDS,
         limits=codec_limits(),
     )

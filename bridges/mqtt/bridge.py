@@ -13,7 +13,7 @@ import logging
 import random
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,9 +94,12 @@ class Bridge:
         self._generation = 0
         self._current = Batch()
         self._flush_timer: asyncio.TimerHandle | None = None
+        # Sealed batches by id: waiting for a place in the window, or sent and unconfirmed.
         self._pending: dict[str, Batch] = {}
+        self._waiting: deque[str] = deque()
+        self._in_flight: set[str] = set()
         self._pending_readings = 0
-        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._wake_sender = asyncio.Event()
         self._drained = asyncio.Event()
         self._reply_channel = ""
         self._ids = itertools.count(1)
@@ -161,7 +164,7 @@ class Bridge:
         """Stop taking messages, send the open batch, and wait for what is in flight."""
         if self._connection is not None:
             self._connection.pause_reading()
-        self._flush()
+        self._seal()
         if self._pending:
             self._drained.clear()
             try:
@@ -194,14 +197,16 @@ class Bridge:
         if not batch.readings:
             batch.received_ms = received
             self._flush_timer = asyncio.get_running_loop().call_later(
-                self.config.batch_max_delay_s, self._flush
+                self.config.batch_max_delay_s, self._on_batch_due
             )
         batch.readings.extend(decoded.readings)
+        self._pending_readings += len(decoded.readings)
         self.stats.readings += len(decoded.readings)
         if message.qos > 0:
             batch.mids.append(message.mid)
         if len(batch.readings) >= self.config.batch_max_readings:
-            self._flush()
+            self._seal()
+            self._update_backpressure()
 
     def _ack_now(self, message: paho.MQTTMessage) -> None:
         if message.qos > 0 and self._connection is not None:
@@ -215,7 +220,18 @@ class Bridge:
                 f"devices/{uid}/errors", encode_error(topic, rejection, at_ms=now_ms())
             )
 
-    def _flush(self) -> None:
+    def _on_batch_due(self) -> None:
+        self._flush_timer = None
+        # With the window full, let the open batch grow: fewer, larger transactions
+        # are how the store catches up.
+        if self._window_has_room():
+            self._seal()
+
+    def _window_has_room(self) -> bool:
+        return len(self._in_flight) + len(self._waiting) < self.config.batches_in_flight
+
+    def _seal(self) -> None:
+        """Close the open batch and queue it for sending."""
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
@@ -226,9 +242,8 @@ class Bridge:
         batch.generation = self._generation
         batch_id = f"{self._prefix}-{next(self._ids)}"
         self._pending[batch_id] = batch
-        self._pending_readings += len(batch.readings)
-        self._outbox.put_nowait(batch_id)
-        self._update_backpressure()
+        self._waiting.append(batch_id)
+        self._wake_sender.set()
 
     def _update_backpressure(self) -> None:
         if self._connection is None:
@@ -241,33 +256,41 @@ class Bridge:
     # Channel-layer side.
 
     async def _send_loop(self) -> None:
+        """Send waiting batches while the window of unconfirmed batches has room."""
         while True:
-            batch_id = await self._outbox.get()
-            batch = self._pending.get(batch_id)
-            if batch is None:
-                continue
-            message = {
-                "type": "ingest.batch",
-                "batch": batch_id,
-                "reply": self._reply_channel,
-                "received": batch.received_ms,
-                "readings": batch.readings,
-            }
-            delays = backoff_delays(LAYER_RETRY_MIN_S, LAYER_RETRY_MAX_S)
-            while True:
-                try:
-                    await self.layer.send(INGEST_CHANNEL, message)
-                    break
-                except ChannelFull:
-                    # Ingest is behind: wait, never drop.
-                    await asyncio.sleep(next(delays))
-                except Exception as error:  # noqa: BLE001 - the layer's backend is down
-                    delay = next(delays)
-                    logger.warning("bridge: channel layer send failed (%s); retrying", error)
-                    await asyncio.sleep(delay)
-            batch.sent_at = time.monotonic()
-            batch.attempts += 1
-            self.stats.batches_sent += 1
+            await self._wake_sender.wait()
+            self._wake_sender.clear()
+            while self._waiting and len(self._in_flight) < self.config.batches_in_flight:
+                batch_id = self._waiting.popleft()
+                batch = self._pending.get(batch_id)
+                if batch is None:
+                    continue
+                self._in_flight.add(batch_id)
+                await self._send(batch_id, batch)
+
+    async def _send(self, batch_id: str, batch: Batch) -> None:
+        message = {
+            "type": "ingest.batch",
+            "batch": batch_id,
+            "reply": self._reply_channel,
+            "received": batch.received_ms,
+            "readings": batch.readings,
+        }
+        delays = backoff_delays(LAYER_RETRY_MIN_S, LAYER_RETRY_MAX_S)
+        while True:
+            try:
+                await self.layer.send(INGEST_CHANNEL, message)
+                break
+            except ChannelFull:
+                # Ingest is behind: wait, never drop.
+                await asyncio.sleep(next(delays))
+            except Exception as error:  # noqa: BLE001 - the layer's backend is down
+                delay = next(delays)
+                logger.warning("bridge: channel layer send failed (%s); retrying", error)
+                await asyncio.sleep(delay)
+        batch.sent_at = time.monotonic()
+        batch.attempts += 1
+        self.stats.batches_sent += 1
 
     async def _reply_loop(self) -> None:
         delays = backoff_delays(LAYER_RETRY_MIN_S, LAYER_RETRY_MAX_S)
@@ -283,9 +306,11 @@ class Bridge:
                 self._on_stored(reply)
 
     def _on_stored(self, reply: dict[str, Any]) -> None:
-        batch = self._pending.pop(str(reply.get("batch")), None)
+        batch_id = str(reply.get("batch"))
+        batch = self._pending.pop(batch_id, None)
         if batch is None:
             return  # a late reply to a batch that was resent and confirmed already
+        self._in_flight.discard(batch_id)
         self._pending_readings -= len(batch.readings)
         self.stats.batches_stored += 1
         self.stats.readings_inserted += int(reply.get("inserted", 0))
@@ -296,6 +321,9 @@ class Bridge:
         if self._connection is not None and batch.generation == self._generation:
             for mid in batch.mids:
                 self._connection.ack(mid)
+        if self._flush_timer is None and self._window_has_room():
+            self._seal()  # the open batch was due while the window was full
+        self._wake_sender.set()
         self._update_backpressure()
         if not self._pending:
             self._drained.set()
@@ -304,9 +332,10 @@ class Bridge:
         while True:
             await asyncio.sleep(RESEND_CHECK_S)
             deadline = time.monotonic() - self.config.ingest_timeout_s
-            for batch_id, batch in self._pending.items():
+            for batch_id in list(self._in_flight):
+                batch = self._pending[batch_id]
                 if batch.sent_at is not None and batch.sent_at < deadline:
                     logger.warning("bridge: batch %s not confirmed; sending it again", batch_id)
                     batch.sent_at = None
                     self.stats.resends += 1
-                    self._outbox.put_nowait(batch_id)
+                    await self._send(batch_id, batch)

@@ -47,8 +47,10 @@ class BridgeConfig:
     keepalive_s: int = 30
     # With a group name, subscribe as $share/<group>/… so several bridges split the load.
     shared_group: str | None = None
-    batch_max_readings: int = 2000
+    batch_max_readings: int = 5000
     batch_max_delay_s: float = 0.05
+    # Batches sent and not yet confirmed; more wait in the bridge, where the open one grows.
+    batches_in_flight: int = 4
     # A batch not confirmed stored within this time is sent again (dedup makes it safe).
     ingest_timeout_s: float = 30.0
     # Stop reading from the broker while this many readings wait to be stored.

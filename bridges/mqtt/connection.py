@@ -27,6 +27,7 @@ from bridges.mqtt.config import BridgeConfig
 logger = logging.getLogger(__name__)
 
 MISC_INTERVAL_S = 1.0
+READ_BURST = 256
 CONNECT_TIMEOUT_S = 10.0
 SOCKET_BUFFER_BYTES = 1 << 20
 
@@ -69,7 +70,13 @@ class MqttConnection:
             self.client.tls_set_context(ssl.create_default_context())
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = lambda _client, _userdata, message: on_message(message)
+        self._messages = 0
+
+        def deliver(_client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
+            self._messages += 1
+            on_message(message)
+
+        self.client.on_message = deliver
         self.client.on_subscribe = self._on_subscribe
         self.client.on_socket_open = self._on_socket_open
         self.client.on_socket_close = self._on_socket_close
@@ -234,7 +241,16 @@ class MqttConnection:
         self._call_in_loop(self.loop.remove_writer, sock)
 
     def _read(self) -> None:
-        self._check(self.client.loop_read())
+        # paho reads one packet per call; read on while packets keep coming, so a
+        # busy socket costs one event-loop wake-up per burst, not per message.
+        for _ in range(READ_BURST):
+            before = self._messages
+            result = self.client.loop_read()
+            if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._check(result)
+                return
+            if self._messages == before or not self._reading:
+                return
 
     def _write(self) -> None:
         self._check(self.client.loop_write())

@@ -180,8 +180,10 @@ HUB = {
     "MAX_STRING_LENGTH": env_number("HUB_MAX_STRING_LENGTH", 256, int, minimum=1),
     "RAW_RETENTION_DAYS": env_number("HUB_RAW_RETENTION_DAYS", 30, int, minimum=1),
     # Bridge batching: a batch leaves at this many readings or after this delay.
-    "BATCH_MAX_READINGS": env_number("HUB_BATCH_MAX_READINGS", 2000, int, minimum=1),
+    "BATCH_MAX_READINGS": env_number("HUB_BATCH_MAX_READINGS", 5000, int, minimum=1),
     "BATCH_MAX_DELAY_MS": env_number("HUB_BATCH_MAX_DELAY_MS", 50, int, minimum=1),
+    # Batches a bridge has sent and not yet seen stored; the next one grows meanwhile.
+    "BATCHES_IN_FLIGHT": env_number("HUB_BATCHES_IN_FLIGHT", 4, int, minimum=1),
     # A batch not confirmed stored within this many seconds is sent again.
     "INGEST_TIMEOUT_SECONDS": env_number("HUB_INGEST_TIMEOUT_SECONDS", 30.0, float, 0.1),
     # MQTT messages received but not yet acknowledged (the MQTT 5 receive maximum).
