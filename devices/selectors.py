@@ -29,3 +29,11 @@ def device_get(*, owner: AbstractBaseUser, uid: str) -> Device | None:
     if not uid_is_valid(uid):
         return None
     return Device.objects.filter(owner=owner, uid=uid).first()
+
+
+def device_uids_owned(*, owner_id: int, uids: list[str] | None = None) -> set[str]:
+    """Return the uids among `uids` (or all) of the devices this user owns."""
+    devices = Device.objects.filter(owner_id=owner_id)
+    if uids is not None:
+        devices = devices.filter(uid__in=[uid for uid in uids if uid_is_valid(uid)])
+    return set(devices.values_list("uid", flat=True))

@@ -9,7 +9,7 @@ import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from devices.models import Device
+from devices.selectors import device_uids_owned
 from hub.conf import hub_settings
 from telemetry.groups import owner_group
 from telemetry.values import format_ts
@@ -17,14 +17,6 @@ from telemetry.values import format_ts
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
-
-
-def device_uids_owned(*, owner_id: int, uids: list[str] | None = None) -> set[str]:
-    """Return the uids among `uids` (or all) of the devices this user owns."""
-    devices = Device.objects.filter(owner_id=owner_id)
-    if uids is not None:
-        devices = devices.filter(uid__in=uids)
-    return set(devices.values_list("uid", flat=True))
 
 
 class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]

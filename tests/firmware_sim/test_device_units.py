@@ -7,6 +7,7 @@ import json
 import math
 import random
 
+import aiomqtt
 import pytest
 
 from firmware_sim import device
@@ -81,3 +82,14 @@ def test_rate_line_to_a_pipe_is_printed_at_most_every_five_seconds() -> None:
     assert len(lines) == 2
     assert "\r" not in stream.getvalue()
     assert "50.0 msg/s" in lines[0]
+
+
+def test_a_lost_connection_is_described_by_its_cause() -> None:
+    try:
+        try:
+            raise aiomqtt.MqttCodeError(7, "Unexpected disconnection")
+        except aiomqtt.MqttError as cause:
+            raise aiomqtt.MqttError("Disconnected during message iteration") from cause
+    except aiomqtt.MqttError as exc:
+        assert device.describe(exc) == "[code:7] The connection was lost."
+    assert device.describe(TimeoutError()) == "TimeoutError"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -9,8 +11,7 @@ import time
 import pytest
 
 from firmware_sim import FleetConfig, numbered_identities
-from firmware_sim.connection import connect
-from tests.firmware_sim.helpers import running_fleet, unique_prefix, wait_until, watching
+from tests.firmware_sim.helpers import running_fleet, wait_until, watching
 
 pytestmark = pytest.mark.services
 
@@ -110,27 +111,29 @@ async def test_a_stop_during_connection_attempts_returns_promptly(prefix: str) -
     assert stats.sent == 0
 
 
-async def test_connection_keeps_alive_with_pings_when_idle(machine_broker: tuple[str, int]) -> None:
-    conn = await connect(*machine_broker, client_id=unique_prefix() + "idle", keepalive=2)
-    try:
-        await wait_until(lambda: conn.pings_answered >= 2, timeout=8)
-        assert conn.is_open
-    finally:
-        await conn.disconnect()
-    assert conn.closed.result() is None
+async def test_an_idle_device_stays_connected_by_keepalive_pings(prefix: str) -> None:
+    # Mosquitto drops a client silent for 1.5 keepalives (3 s); readings come every 4 s.
+    config = FleetConfig(identities=numbered_identities(1, prefix), rate=0.25, keepalive=2)
+    topics = _topics([i.uid for i in config.identities], "telemetry")
+    async with watching(topics) as watcher, running_fleet(config) as fleet:
+        await watcher.wait_for(lambda w: len(w.on(topics[0])) >= 2, timeout=12)
+        assert (fleet.stats.connected, fleet.stats.connects, fleet.stats.errors) == (1, 1, 0)
 
 
-async def test_connection_receives_what_it_subscribed_to(machine_broker: tuple[str, int]) -> None:
-    client_id = unique_prefix() + "sub"
-    conn = await connect(*machine_broker, client_id=client_id)
-    other = await connect(*machine_broker, client_id=f"{client_id}-b")
-    try:
-        assert await conn.subscribe(f"devices/{client_id}/commands/+", qos=1) == 1
-        await other.publish(f"devices/{client_id}/commands/42", b'{"method":"ping"}', qos=1)
-        message = await conn.messages.get()
-        assert message.topic == f"devices/{client_id}/commands/42"
-        assert message.payload == b'{"method":"ping"}'
-        assert message.qos == 1
-    finally:
-        await conn.disconnect()
-        await other.disconnect()
+async def test_a_cancelled_fleet_still_leaves_offline_retained(prefix: str) -> None:
+    config = FleetConfig(identities=numbered_identities(2, prefix), rate=20)
+    status = _topics([i.uid for i in config.identities], "status")
+    async with watching(status) as watcher:
+        async with running_fleet(config) as fleet:
+            await watcher.wait_for(lambda w: all(w.on(t) for t in status))
+            fleet.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fleet.task
+        await watcher.wait_for(lambda w: all(w.on(t)[-1].payload == b"offline" for t in status))
+    assert fleet.stats.connected == 0
+    async with watching(status) as after:
+        await after.wait_for(
+            lambda w: all(
+                [(m.payload, m.retain) for m in w.on(t)] == [(b"offline", True)] for t in status
+            )
+        )

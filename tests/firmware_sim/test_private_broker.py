@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from firmware_sim import DeviceIdentity, FleetConfig, device
-from firmware_sim.connection import ConnectRefused, connect
 from tests.firmware_sim.conftest import PRIVATE_USERS
 from tests.firmware_sim.helpers import (
     PrivateBroker,
@@ -58,22 +57,16 @@ async def test_devices_connect_with_the_tokens_of_the_credentials_file(
     assert fleet.stats.errors == 0
 
 
-async def test_private_broker_refuses_a_wrong_password(private_broker: PrivateBroker) -> None:
-    with pytest.raises(ConnectRefused) as refused:
-        await connect(
-            "127.0.0.1", private_broker.port, client_id="dev-a", username="dev-a", password="wrong"
-        )
-    assert refused.value.code in (4, 5)
-    with pytest.raises(ConnectRefused):
-        await connect("127.0.0.1", private_broker.port, client_id="dev-a", username="dev-a")
-
-
+@pytest.mark.parametrize("token", ["not-the-token", None], ids=["wrong-token", "no-token"])
 async def test_a_refused_device_is_logged_once_not_on_every_retry(
-    private_broker: PrivateBroker, fast_backoff: None, caplog: pytest.LogCaptureFixture
+    private_broker: PrivateBroker,
+    fast_backoff: None,
+    caplog: pytest.LogCaptureFixture,
+    token: str | None,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="firmware_sim")
-    wrong = (DeviceIdentity("dev-a", "not-the-token"),)
-    config = FleetConfig(identities=wrong, rate=5, port=private_broker.port)
+    identity = DeviceIdentity("dev-a", token)
+    config = FleetConfig(identities=(identity,), rate=5, port=private_broker.port)
     async with running_fleet(config) as fleet:
         await wait_until(lambda: fleet.stats.errors >= 6)
         assert fleet.stats.connected == 0
@@ -81,6 +74,31 @@ async def test_a_refused_device_is_logged_once_not_on_every_retry(
     refusals = [r for r in caplog.records if "dev-a" in r.getMessage()]
     assert len(refusals) == 1
     assert "refused" in refusals[0].getMessage()
+
+
+@pytest.mark.parametrize("qos", [1, 0], ids=["qos1-ack-timeout", "qos0-keepalive"])
+async def test_devices_notice_a_hung_broker_and_reconnect_once_it_answers(
+    private_broker: PrivateBroker,
+    fast_backoff: None,
+    monkeypatch: pytest.MonkeyPatch,
+    qos: int,
+) -> None:
+    # QoS 1 notices the missing PUBACK; QoS 0 only the missing PINGRESP (keepalive).
+    monkeypatch.setattr(device, "ACK_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(device, "CONNECT_TIMEOUT_S", 0.5)
+    config = FleetConfig(identities=GOOD, rate=10, port=private_broker.port, qos=qos, keepalive=1)
+    async with running_fleet(config) as fleet:
+        await wait_until(lambda: fleet.stats.connected == 2)
+        private_broker.pause()
+        try:
+            await wait_until(lambda: fleet.stats.connected == 0)
+            assert fleet.stats.errors >= 2
+        finally:
+            private_broker.resume()
+        await wait_until(lambda: fleet.stats.connected == 2, timeout=15)
+        assert fleet.stats.connects >= 4
+        async with _watch(private_broker, TELEMETRY) as watcher:
+            await watcher.wait_for(lambda w: all(len(w.on(t)) >= 3 for t in TELEMETRY))
 
 
 async def test_devices_reconnect_after_the_broker_restarts(

@@ -165,3 +165,13 @@ async def test_bad_client_messages_get_error_frames(frame, error):
 async def test_token_with_a_nul_byte_is_closed_with_4401():
     communicator = await connect("a%00b")
     assert (await communicator.receive_output(2))["code"] == 4401
+
+
+async def test_subscribing_to_junk_uids_is_an_error_not_a_crash():
+    token, _ = await user_with_devices("ok-1")
+    ws = await connect(token)
+    await ws.send_json_to({"type": "subscribe", "devices": ["a\u0000b", "x" * 500, "ok-1"]})
+    assert (await ws.receive_json_from())["type"] == "error"
+    assert (await ws.receive_json_from())["type"] == "error"
+    assert await ws.receive_json_from() == {"type": "subscribed", "devices": ["ok-1"]}
+    await ws.disconnect()
