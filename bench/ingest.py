@@ -1,0 +1,348 @@
+"""`make bench`: the hub's ingest against a bare paho ceiling and a naive consumer.
+
+Runs against the machine's PostgreSQL and Redis and a private Mosquitto started
+with the hub's documented configuration, one fresh broker per row. Prints one
+table, writes bench/results/<UTC time>.json and a PNG beside it. See
+bench/README.md for what is measured and how.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.ceiling import CeilingRow, mosquitto_sub_drain
+from bench.djangorows import HubRow, NaiveRow, hub_env, passed_through_settings
+from bench.feed import Feed
+from bench.procs import leftovers, stop_all
+from bench.row import Row, RowContext
+from bench.runner import Plan, RowRunner
+from bench.services import ROOT, Databases, broker_start, database_seed
+
+logger = logging.getLogger("bench")
+
+RESULTS = ROOT / "bench" / "results"
+ROWS = ("ceiling", "hub", "naive")
+FULL = {
+    "window": 20.0,
+    "warmup": 4.0,
+    "max_steps": 5,
+    "refine": 1,
+    "latency_window": 20.0,
+    "drain": {"ceiling": 200_000, "hub": 40_000, "naive": 3_000},
+    "profile": 10.0,
+    "budget": 14.0,
+}
+QUICK = {
+    "window": 6.0,
+    "warmup": 2.0,
+    "max_steps": 3,
+    "refine": 0,
+    "latency_window": 8.0,
+    "drain": {"ceiling": 100_000, "hub": 20_000, "naive": 1_500},
+    "profile": 0.0,
+    "budget": 4.5,
+}
+LADDER = (0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 1.0, 1.15, 1.3)
+
+
+def floats(text: str) -> list[float]:
+    """Parse a comma-separated list of numbers."""
+    return [float(part) for part in text.split(",") if part.strip()]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Return the options; unset ones take the full or --quick defaults."""
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a few minutes in all")
+    parser.add_argument("--rows", default=",".join(ROWS), help="which rows, in order")
+    parser.add_argument("--devices", type=int, default=50, help="simulated devices (M)")
+    parser.add_argument("--clients", type=int, default=5, help="WebSocket clients (K)")
+    parser.add_argument("--window", type=float, help="seconds a step's backlog must stay flat")
+    parser.add_argument("--warmup", type=float, help="seconds before each window")
+    parser.add_argument(
+        "--ladder",
+        type=floats,
+        default=list(LADDER),
+        help="rates to try, as fractions of the row's drain rate",
+    )
+    parser.add_argument("--start", type=float, default=0.75, help="first ladder fraction")
+    parser.add_argument("--rates", type=floats, help="absolute msg/s ladder instead of fractions")
+    parser.add_argument("--max-steps", type=int, help="ladder steps per row")
+    parser.add_argument("--refine", type=int, help="extra steps between pass and fail")
+    parser.add_argument("--latency-window", type=float, help="seconds of the latency step")
+    parser.add_argument(
+        "--drain",
+        help="queued messages per row for the drain probe, e.g. ceiling=200000,hub=100000",
+    )
+    parser.add_argument(
+        "--tolerance", type=float, default=0.02, help="backlog slope allowed, share of rate"
+    )
+    parser.add_argument(
+        "--profile",
+        type=float,
+        metavar="S",
+        help="py-spy the bridge and ingest for S s at the sustained rate (full: 10, quick: 0)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        metavar="MIN",
+        help="minutes for the whole run, shared by the rows (full: 14, quick: 4.5)",
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where to write results")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    args = parser.parse_args(argv)
+    defaults = QUICK if args.quick else FULL
+    for key in ("window", "warmup", "max_steps", "refine", "latency_window", "profile", "budget"):
+        if getattr(args, key) is None:
+            setattr(args, key, defaults[key])
+    drain = dict(defaults["drain"])
+    for part in (args.drain or "").split(","):
+        if "=" in part:
+            name, value = part.split("=", 1)
+            drain[name.strip()] = int(value)
+    args.drain = drain
+    args.rows = [name.strip() for name in args.rows.split(",") if name.strip()]
+    unknown = set(args.rows) - set(ROWS)
+    if unknown:
+        parser.error(f"unknown rows: {', '.join(sorted(unknown))}")
+    return args
+
+
+def plan_for(args: argparse.Namespace, row: str) -> Plan:
+    """Return the measuring plan of one row."""
+    return Plan(
+        window_s=args.window,
+        warmup_s=args.warmup,
+        ladder=args.ladder,
+        start=args.start,
+        max_steps=args.max_steps,
+        refine=args.refine,
+        latency_window_s=args.latency_window,
+        drain_messages=args.drain[row],
+        rates=args.rates,
+        tolerance=args.tolerance,
+        profile_s=args.profile,
+        budget_s=args.budget * 60 / len(args.rows),
+    )
+
+
+def command_output(*argv: str) -> str:
+    """Return a command's first output line, or '?' (version strings)."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        text = (done.stdout or done.stderr).strip()
+        return text.splitlines()[0] if text else "?"
+    return "?"
+
+
+def environment() -> dict[str, Any]:
+    """Describe the machine and the code measured."""
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "mosquitto": command_output("mosquitto", "-h"),
+        "postgres": command_output("psql", "--version"),
+        "commit": command_output("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"),
+        "dirty_files": len(
+            command_output("git", "-C", str(ROOT), "status", "--porcelain").splitlines()
+        ),
+        "hub_settings": passed_through_settings(),
+    }
+
+
+async def run_row(
+    name: str, args: argparse.Namespace, context: RowContext, seed: dict[str, str]
+) -> dict[str, Any]:
+    """Start a fresh broker and publisher, run one row, and stop everything it started."""
+    broker, port = await broker_start(context.workdir / f"{name}-mosquitto")
+    feed = None
+    row: Row | None = None
+    result: dict[str, Any] = {"row": name, "errors": []}
+    try:
+        feed = await Feed.start(
+            port, args.devices, context.uid_prefix, context.workdir / f"{name}-publisher.log"
+        )
+        if name == "ceiling":
+            row = CeilingRow(context, broker, port)
+        else:
+            kind = HubRow if name == "hub" else NaiveRow
+            row = kind(
+                context,
+                broker,
+                port,
+                databases=context.extra["databases"],
+                template=seed["template"],
+                token=seed["token"],
+            )
+        logger.info("[%s] starting", name)
+        await row.start()
+        reference = None
+        if name == "ceiling":
+            logger.info("[ceiling] mosquitto_sub reference drain")
+            reference = await mosquitto_sub_drain(port, feed, args.drain["ceiling"])
+        result = await RowRunner(row, feed, broker, plan_for(args, name)).run()
+        if reference is not None:
+            result["mosquitto_sub"] = reference
+        result["counted"] = row.counted
+    except Exception as error:
+        logger.exception("[%s] failed", name)
+        result["errors"].append(f"{type(error).__name__}: {error}")
+    finally:
+        if row is not None:
+            await row.stop()
+        if feed is not None:
+            await feed.child.stop()
+        await broker.stop()
+    return result
+
+
+def make_workdir(run_id: str) -> Path:
+    """Create the run's folder for logs and broker data, readable by the broker's user."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{run_id}-"))
+    workdir.chmod(0o755)  # Mosquitto started as root runs as its own user and writes below it
+    return workdir
+
+
+async def run(args: argparse.Namespace, run_id: str, workdir: Path) -> dict[str, Any]:
+    """Run the rows in order; always drop the databases and stop every process."""
+    started = dt.datetime.now(dt.UTC)
+    databases = Databases(run_id.lower())
+    context = RowContext(
+        devices=args.devices,
+        clients=args.clients,
+        workdir=workdir,
+        run_id=run_id.lower(),
+        extra={"databases": databases},
+    )
+    results: dict[str, Any] = {
+        "run_id": run_id,
+        "started": started.isoformat(),
+        "options": {
+            key: value for key, value in vars(args).items() if key not in {"results", "keep"}
+        },
+        "environment": environment(),
+        "rows": {},
+    }
+    clock = time.monotonic()
+    try:
+        seed: dict[str, str] = {}
+        if set(args.rows) & {"hub", "naive"}:
+            logger.info("creating and seeding the run's template database")
+            template = databases.name("template")
+            env = hub_env(
+                DATABASE_URL=databases.create(template),
+                SECRET_KEY=f"bench-{uuid.uuid4().hex}",
+                HUB_VAR_DIR=str(workdir / "seed-var"),
+            )
+            token = await asyncio.to_thread(database_seed, env, args.devices, context.uid_prefix)
+            seed = {"template": template, "token": token}
+        for name in args.rows:
+            results["rows"][name] = await run_row(name, args, context, seed)
+            if "mosquitto_sub" in results["rows"][name]:
+                results["mosquitto_sub"] = results["rows"][name].pop("mosquitto_sub")
+    finally:
+        # Clean-up is bounded by timeouts; a second Ctrl-C must not cut it short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        await stop_all()
+        await asyncio.to_thread(databases.drop_all)
+        results["seconds"] = time.monotonic() - clock
+        results["workdir"] = str(workdir)
+        _collect_profiles(results, workdir, args.results, run_id)
+        failed = any(row.get("errors") for row in results["rows"].values())
+        results["workdir_kept"] = args.keep or failed
+        if results["workdir_kept"]:
+            logger.info("logs kept in %s", workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def _collect_profiles(results: dict[str, Any], workdir: Path, out: Path, run_id: str) -> None:
+    """Move py-spy outputs next to the results before the work folder goes."""
+    profile = (results["rows"].get("hub") or {}).get("profile") or {}
+    for item in profile.values():
+        if isinstance(item, dict) and item.get("file"):
+            source = Path(item["file"])
+            if source.exists():
+                out.mkdir(parents=True, exist_ok=True)
+                target = out / f"{run_id}-{source.name}"
+                shutil.move(source, target)
+                item["file"] = str(target)
+
+
+def profile_text(results: dict[str, Any]) -> str:
+    """Return the py-spy own-time rankings, if a profile was taken."""
+    profile = (results["rows"].get("hub") or {}).get("profile")
+    if not profile:
+        return ""
+    lines = [
+        "",
+        "py-spy, hub at its sustained rate: own time, share of busy samples (idle waits dropped)",
+    ]
+    for name, item in profile.items():
+        if "error" in item:
+            lines.append(f"  {name}: {item['error']}")
+            continue
+        lines.append(f"  {name} ({item['samples']} samples, busy {item['busy_share']:.0%}):")
+        lines += [f"    {share:6.1%}  {frame}" for frame, share in item["own"][:10]]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the bench, print the table, write the JSON and the PNG."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args = parse_args(argv)
+
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + uuid.uuid4().hex[:4]
+    workdir = make_workdir(run_id)
+
+    async def guarded() -> dict[str, Any]:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await run(args, run_id, workdir)
+
+    # A shell that starts us in the background leaves SIGINT ignored; take Ctrl-C anyway.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        results = asyncio.run(guarded())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        logger.warning("interrupted: processes stopped, run databases dropped, nothing written")
+        return 130
+    finally:
+        stray = leftovers()
+        if stray:
+            logger.warning("processes left running: %s", "; ".join(stray))
+    args.results.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
+    json_path = args.results / f"{stamp}.json"
+    png_path = args.results / f"{stamp}.png"
+    report.write_json(results, json_path)
+    report.plot(results, png_path)
+    print()
+    print(report.table(results))
+    print(profile_text(results))
+    print(f"\nran {results['seconds'] / 60:.1f} min; wrote {json_path} and {png_path.name}")
+    failed = any(row.get("errors") for row in results["rows"].values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

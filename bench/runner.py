@@ -1,0 +1,383 @@
+"""Run one row: prime, drain a queued backlog, climb the rate ladder, measure latency, count.
+
+Sustained rate: the publisher offers a fixed rate; after a warm-up the backlog
+(messages acknowledged by the broker minus messages consumed) is sampled over
+the window. A step is flat when the backlog grows (mean of the window's last fifth minus
+mean of its first fifth, per second) by less than `tolerance` x the offered rate.
+The sustained figure is the best passing step's consumed rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bench.feed import Feed
+from bench.meter import Meter
+from bench.procs import Child
+from bench.row import READINGS_PER_MESSAGE, Row
+from bench.stats import slope
+
+logger = logging.getLogger("bench")
+
+PRIME_ATTEMPTS = 30
+PRIME_WAIT_S = 1.5
+QUIET_S = 1.5
+STALL_S = 30.0
+PUBLISHER_SHORTFALL = 0.95
+
+
+class RowFailed(RuntimeError):
+    """The row cannot go on: a process died or the consumer stalled."""
+
+
+@dataclass
+class Plan:
+    """How long and at which rates to measure."""
+
+    window_s: float
+    warmup_s: float
+    ladder: list[float]
+    start: float
+    max_steps: int
+    refine: int
+    latency_window_s: float
+    drain_messages: int
+    rates: list[float] | None = None
+    tolerance: float = 0.02
+    sample_s: float = 0.25
+    profile_s: float = 0.0
+    # No new ladder step starts after this share of the row's time budget.
+    budget_s: float = 300.0
+    ladder_share: float = 0.65
+
+
+class RowRunner:
+    """Drives one row with the publisher and records what happened."""
+
+    def __init__(self, row: Row, feed: Feed, broker: Child, plan: Plan) -> None:
+        self.row = row
+        self.feed = feed
+        self.plan = plan
+        self.meter = Meter(row, broker, feed.child)
+        self.base_published = 0
+        self.base_consumed = 0.0
+        self.base_stored = 0
+        self.result: dict[str, Any] = {"row": row.name, "steps": [], "errors": []}
+        self.started = time.monotonic()
+
+    def say(self, text: str) -> None:
+        """Log one progress line for this row."""
+        logger.info("[%s] %s", self.row.name, text)
+
+    # Counting.
+
+    async def sample(self) -> tuple[float, int, float]:
+        """Return (time, published, consumed) relative to the row's base."""
+        self.check()
+        consumed = await self.row.consumed()
+        return (
+            time.time(),
+            self.feed.acked - self.base_published,
+            consumed - self.base_consumed,
+        )
+
+    def check(self) -> None:
+        """Fail the row if one of its processes died."""
+        self.feed.check()
+        for name, child in self.meter.children().items():
+            if not child.alive:
+                raise RowFailed(f"{name} exited with {child.process.returncode}")
+
+    async def prime(self) -> None:
+        """Publish single messages until the consumer takes one, then fix the counters' base."""
+        for _ in range(PRIME_ATTEMPTS):
+            before = await self.row.consumed()
+            acked = self.feed.acked
+            self.feed.burst(1)
+            await self.feed.wait_acked(acked + 1, limit_s=10)
+            deadline = time.monotonic() + PRIME_WAIT_S
+            while time.monotonic() < deadline:
+                if await self.row.consumed() > before:
+                    await self.quiet()
+                    self.base_published = self.feed.acked
+                    self.base_consumed = await self.row.consumed()
+                    self.base_stored = await self.row.stored_readings()
+                    return
+                await asyncio.sleep(0.05)
+        raise RowFailed("the consumer never received a message")
+
+    async def quiet(self) -> None:
+        """Wait until the consumed count has not moved for QUIET_S."""
+        last, since = await self.row.consumed(), time.monotonic()
+        while time.monotonic() - since < QUIET_S:
+            await asyncio.sleep(0.1)
+            now = await self.row.consumed()
+            if now != last:
+                last, since = now, time.monotonic()
+
+    async def drain(self) -> float:
+        """Wait until everything published is consumed; return how long it took."""
+        started = time.monotonic()
+        _, published, consumed = await self.sample()
+        progress_at, best = time.monotonic(), consumed
+        while consumed < published:
+            await asyncio.sleep(0.1)
+            _, published, consumed = await self.sample()
+            if consumed > best:
+                progress_at, best = time.monotonic(), consumed
+            elif time.monotonic() - progress_at > STALL_S:
+                raise RowFailed(
+                    f"stalled with {published - consumed:.0f} messages unconsumed for {STALL_S} s"
+                )
+        return time.monotonic() - started
+
+    # Phases.
+
+    async def drain_probe(self) -> dict[str, Any]:
+        """Queue a backlog while the consumer is away, then time how fast it is drained."""
+        count = self.plan.drain_messages
+        await self.row.pause()
+        target = self.feed.acked + count
+        self.feed.burst(count)
+        queued_at = time.monotonic()
+        await self.feed.wait_acked(target, limit_s=max(60.0, count / 1000))
+        queued_s = time.monotonic() - queued_at
+        start = await self.row.consumed()
+        resumed_at = time.monotonic()
+        await self.row.resume()
+        points: list[tuple[float, float]] = []
+        progress_at, best = time.monotonic(), 0.0
+        while best < count:
+            await asyncio.sleep(0.1)
+            self.check()
+            done = await self.row.consumed() - start
+            points.append((time.monotonic(), done))
+            if done > best:
+                progress_at, best = time.monotonic(), done
+            elif time.monotonic() - progress_at > STALL_S:
+                raise RowFailed(f"drain stalled at {best:.0f} of {count}")
+        middle = [(t, n) for t, n in points if 0.1 * count <= n <= 0.9 * count]
+        rate = slope(middle) if len(middle) >= 3 else count / (points[-1][0] - resumed_at)
+        drain = {
+            "messages": count,
+            "queue_s": queued_s,
+            "rate": rate,
+            "total_s": points[-1][0] - resumed_at,
+        }
+        self.say(f"drained {count} queued messages at {rate:,.0f} msg/s")
+        return drain
+
+    async def step(self, rate: float, *, latency: bool = False) -> dict[str, Any]:
+        """Offer `rate` for warm-up + window, then drain; return the step's figures."""
+        plan = self.plan
+        window = plan.latency_window_s if latency else plan.window_s
+        self.feed.rate(rate)
+        await self.sleep_checked(plan.warmup_s)
+        await self.row.window_begin(latency=latency)
+        cpu_start = self.meter.snapshot()
+        samples = [await self.sample()]
+        deadline = samples[0][0] + window
+        while samples[-1][0] < deadline:
+            await asyncio.sleep(plan.sample_s)
+            samples.append(await self.sample())
+            self.meter.track()
+        cpu_end = self.meter.snapshot()
+        self.feed.rate(0)
+        (t0, pub0, con0), (t1, pub1, con1) = samples[0], samples[-1]
+        backlog = [(t, published - consumed) for t, published, consumed in samples]
+        drain_s = await self.drain()
+        latencies = await self.row.window_end(int(t0 * 1000), int(t1 * 1000))
+        offered = (pub1 - pub0) / (t1 - t0)
+        consumed = (con1 - con0) / (t1 - t0)
+        growth = backlog_growth(backlog)
+        publisher_bound = offered < PUBLISHER_SHORTFALL * rate
+        flat = growth <= plan.tolerance * max(offered, 1.0)
+        cpu = self.meter.delta(cpu_start, cpu_end)
+        readings = (con1 - con0) * READINGS_PER_MESSAGE
+        result = {
+            "target": rate,
+            "offered": offered,
+            "consumed": consumed,
+            "backlog_start": backlog[0][1],
+            "backlog_end": backlog[-1][1],
+            "backlog_growth": growth,
+            "backlog_slope": slope(backlog),
+            "backlog": [(round(t - t0, 2), round(b)) for t, b in backlog],
+            "flat": flat,
+            "passed": flat and not publisher_bound,
+            "publisher_bound": publisher_bound,
+            "latency_step": latency,
+            "window_s": t1 - t0,
+            "drain_s": drain_s,
+            "cpu_s": cpu,
+            "cpu_s_per_10k_readings": {
+                name: seconds / readings * 10_000 if readings else None
+                for name, seconds in cpu.items()
+            },
+            "latency": latencies,
+        }
+        verdict = ("flat" if flat else "grows") + (", publisher short" if publisher_bound else "")
+        self.say(
+            f"offered {offered:,.0f} msg/s (asked {rate:,.0f}), consumed {consumed:,.0f}, "
+            f"backlog {growth:+,.0f} msg/s → {verdict}; drained in {drain_s:.1f} s"
+        )
+        return result
+
+    async def sleep_checked(self, seconds: float) -> None:
+        """Sleep, checking the processes every quarter second."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.check()
+            await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+
+    async def ladder(self, base_rate: float) -> dict[str, Any] | None:
+        """Walk the rate ladder from its start; return the best step with a flat backlog.
+
+        Up one rung after a flat step; after a growing one, down to the highest rung
+        below what the consumer actually managed in it (or to 95 % of that).
+        """
+        plan = self.plan
+        fractions = sorted(plan.ladder)
+        if plan.rates:
+            rates, index = sorted(plan.rates), 0
+        else:
+            rates = [fraction * base_rate for fraction in fractions]
+            index = min(range(len(rates)), key=lambda i: abs(fractions[i] - plan.start))
+        best: dict[str, Any] | None = None
+        lowest_fail: dict[str, Any] | None = None
+        rate = rates[index]
+        for _ in range(plan.max_steps):
+            if self.out_of_time():
+                break
+            step = await self.step(rate)
+            self.result["steps"].append(step)
+            if step["flat"]:
+                if best is None or step["consumed"] > best["consumed"]:
+                    best = step
+                higher = [r for r in rates if r > rate * 1.02]
+                if step["publisher_bound"] or not higher:
+                    break  # the consumer keeps up with all that can be offered
+                if lowest_fail is not None and higher[0] >= lowest_fail["target"]:
+                    break
+                rate = higher[0]
+            else:
+                if lowest_fail is None or step["target"] < lowest_fail["target"]:
+                    lowest_fail = step
+                if best is not None:
+                    break
+                managed = 0.95 * min(step["consumed"], rate)
+                lower = [r for r in rates if r <= managed]
+                rate = lower[-1] if lower else managed
+        for _ in range(plan.refine):
+            if best is None or lowest_fail is None or best["publisher_bound"]:
+                break
+            if lowest_fail["target"] / best["target"] < 1.08 or self.out_of_time():
+                break
+            step = await self.step(math.sqrt(best["target"] * lowest_fail["target"]))
+            self.result["steps"].append(step)
+            if growth_ok(step):
+                best = step if step["consumed"] > best["consumed"] else best
+            else:
+                lowest_fail = step
+        return best
+
+    def out_of_time(self) -> bool:
+        """Return whether the ladder has used its share of the row's time budget."""
+        spent = time.monotonic() - self.started
+        if spent < self.plan.ladder_share * self.plan.budget_s:
+            return False
+        self.say(f"time budget: no more ladder steps after {spent:.0f} s")
+        return True
+
+    async def run(self) -> dict[str, Any]:
+        """Run every phase; whatever happens, end with the exactly-once count."""
+        result = self.result
+        started = self.started = time.monotonic()
+        try:
+            await self.prime()
+            result["drain"] = await self.drain_probe()
+            best = await self.ladder(result["drain"]["rate"])
+            result["sustained"] = best
+            if best is not None:
+                if self.plan.profile_s and self.row.name == "hub":
+                    result["profile"] = await self.profile(best["target"])
+                await self.feed.wait_on_time()
+                latency_rate = best["offered"] / 2
+                self.say(f"latency at half the sustained rate: {latency_rate:,.0f} msg/s")
+                result["latency"] = await self.step(latency_rate, latency=True)
+        except RowFailed as error:
+            self.say(f"FAILED: {error}")
+            result["errors"].append(str(error))
+        result["peak_rss"] = self.meter.peak_rss()
+        result["count"] = await self.count()
+        result["notes"] = self.row.notes
+        result["seconds"] = time.monotonic() - started
+        return result
+
+    async def profile(self, rate: float) -> dict[str, Any]:
+        """Offer `rate` while py-spy samples the bridge and the ingest worker."""
+        from bench.profile import py_spy_record
+
+        children = self.row.measured()
+        targets = {name: children[name].ps.pid for name in ("bridge", "ingest")}
+        self.feed.rate(rate)
+        await self.sleep_checked(self.plan.warmup_s)
+        profiles = await py_spy_record(targets, self.plan.profile_s, self.row.context.workdir)
+        self.feed.rate(0)
+        await self.drain()
+        return profiles
+
+    async def count(self) -> dict[str, Any]:
+        """Compare the readings stored with the readings published since the base."""
+        self.feed.rate(0)
+        try:
+            await self.drain()
+        except RowFailed as error:
+            self.result["errors"].append(f"final drain: {error}")
+        await asyncio.sleep(QUIET_S)  # anything stored twice would show up now
+        published = (self.feed.acked - self.base_published) * READINGS_PER_MESSAGE
+        stored = await self.row.stored_readings() - self.base_stored
+        count = {
+            "published": published,
+            "stored": stored,
+            "ok": stored == published,
+            **await self.row.consistency(),
+        }
+        ws_readings = getattr(self.row, "ws_readings", None)
+        if ws_readings is not None:
+            total = await self.row.stored_readings()
+            count["ws_client0_readings"] = ws_readings()
+            count["ws_client0_share"] = ws_readings() / total if total else None
+        self.say(
+            f"stored {stored} of {published} published readings"
+            + ("" if count["ok"] else f"  ← MISMATCH ({stored - published:+d})")
+        )
+        return count
+
+
+def backlog_growth(backlog: list[tuple[float, float]]) -> float:
+    """Return how fast the backlog grew, in msg/s, from its first to its last fifth.
+
+    Averaging each end keeps sampling noise out; comparing the ends (not a
+    regression) lets a backlog that rose and fell back within the window count
+    as flat, as it is.
+    """
+    if len(backlog) < 5:
+        return slope(backlog)
+    fifth = max(1, len(backlog) // 5)
+    head, tail = backlog[:fifth], backlog[-fifth:]
+    t_head = sum(t for t, _ in head) / fifth
+    t_tail = sum(t for t, _ in tail) / fifth
+    b_head = sum(b for _, b in head) / fifth
+    b_tail = sum(b for _, b in tail) / fifth
+    return (b_tail - b_head) / (t_tail - t_head) if t_tail > t_head else 0.0
+
+
+def growth_ok(step: dict[str, Any]) -> bool:
+    """Return whether a step's backlog stayed flat, whatever the publisher managed."""
+    return bool(step["flat"])
