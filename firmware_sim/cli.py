@@ -79,7 +79,7 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
 async def simulate(
     config: FleetConfig, *, duration: float | None, stats: FleetStats, reporter: RateReporter
 ) -> None:
-    """Run the fleet until SIGINT/SIGTERM or `duration`; a second signal skips the goodbye."""
+    """Run the fleet until SIGINT/SIGTERM or `duration`; a second signal stops at once."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     fleet = asyncio.create_task(run_fleet(config, stop, stats=stats))
@@ -88,7 +88,7 @@ async def simulate(
     def on_signal(signum: signal.Signals) -> None:
         nonlocal forced
         if stop.is_set():
-            logger.warning("%s again: dropping connections", signum.name)
+            logger.warning("%s again: leaving without waiting for acknowledgements", signum.name)
             forced = True
             fleet.cancel()
         else:
