@@ -8,6 +8,7 @@ import logging
 import time
 from typing import Any
 
+import orjson
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
@@ -16,7 +17,7 @@ from django.db import DatabaseError, InterfaceError
 
 from telemetry.groups import INGEST_CHANNEL, owner_group
 from telemetry.services import StoredBatch, readings_store_batch
-from telemetry.values import ms_to_datetime
+from telemetry.values import WireValue, format_ts, ms_to_datetime
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ async def ingest_batch_handle(layer: BaseChannelLayer, message: dict[str, Any]) 
     for owner_id, devices in stored.new_by_owner.items():
         try:
             await layer.group_send(
-                owner_group(owner_id), {"type": "telemetry.readings", "devices": devices}
+                owner_group(owner_id), {"type": "telemetry.readings", "frames": frames(devices)}
             )
         except Exception as error:  # noqa: BLE001 - the live view is lossy by design
             logger.warning("ingest: fan-out to owner %s failed: %s", owner_id, error)
@@ -82,6 +83,23 @@ async def ingest_batch_handle(layer: BaseChannelLayer, message: dict[str, Any]) 
             # Stored but unconfirmed: the bridge resends, and dedup answers "0 new".
             logger.warning("ingest: could not confirm batch %s: %s", batch_id, error)
     return True
+
+
+def frames(devices: dict[str, list[tuple[int, str, WireValue]]]) -> dict[str, str]:
+    """Render each device's `readings` frame once; every socket sends the same text."""
+    return {
+        uid: orjson.dumps(
+            {
+                "type": "readings",
+                "device": uid,
+                "readings": [
+                    {"ts": format_ts(ts), "metric": metric, "value": value}
+                    for ts, metric, value in readings
+                ],
+            }
+        ).decode()
+        for uid, readings in devices.items()
+    }
 
 
 async def ingest_run(stop: asyncio.Event, *, channel: str = INGEST_CHANNEL) -> None:

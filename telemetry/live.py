@@ -12,7 +12,6 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from devices.selectors import device_uids_owned
 from hub.conf import hub_settings
 from telemetry.groups import owner_group
-from telemetry.values import format_ts
 
 logger = logging.getLogger(__name__)
 
@@ -108,19 +107,10 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.send_json({"type": "subscribed", "devices": sorted(uids)})
 
     async def telemetry_readings(self, event: dict[str, Any]) -> None:
-        """Forward the committed readings of subscribed devices, one frame per device."""
-        for uid, readings in event["devices"].items():
+        """Forward the committed readings of subscribed devices (frames rendered by ingest)."""
+        for uid, frame in event["frames"].items():
             if self.all_devices or uid in self.subscribed:
-                await self.send_json(
-                    {
-                        "type": "readings",
-                        "device": uid,
-                        "readings": [
-                            {"ts": format_ts(ts), "metric": metric, "value": value}
-                            for ts, metric, value in readings
-                        ],
-                    }
-                )
+                await self.send(text_data=frame)
 
     async def send_error(self, error: str) -> None:
         """Send an error frame."""

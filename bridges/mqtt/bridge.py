@@ -204,7 +204,9 @@ class Bridge:
         self.stats.readings += len(decoded.readings)
         if message.qos > 0:
             batch.mids.append(message.mid)
-        if len(batch.readings) >= self.config.batch_max_readings:
+        if len(batch.readings) >= self.config.batch_max_readings or not self._pending:
+            # Full, or nothing is being stored: send now. Under load, batches in
+            # flight let the open one grow, which is how the store keeps up.
             self._seal()
             self._update_backpressure()
 
@@ -321,8 +323,8 @@ class Bridge:
         if self._connection is not None and batch.generation == self._generation:
             for mid in batch.mids:
                 self._connection.ack(mid)
-        if self._flush_timer is None and self._window_has_room():
-            self._seal()  # the open batch was due while the window was full
+        if not self._pending or (self._flush_timer is None and self._window_has_room()):
+            self._seal()  # the store is idle, or the open batch was due while the window was full
         self._wake_sender.set()
         self._update_backpressure()
         if not self._pending:
