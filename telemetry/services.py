@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -16,6 +16,8 @@ from telemetry.storage import readings_insert
 from telemetry.values import WireValue
 
 logger = logging.getLogger(__name__)
+
+LAST_SEEN_RESOLUTION = timedelta(seconds=2)
 
 # (device uid, metric, ts in epoch ms, value) as the bridge sends them.
 WireReading = Sequence[Any]
@@ -58,11 +60,15 @@ def readings_store_batch(*, readings: Sequence[WireReading], received_at: dateti
 
     with transaction.atomic():
         new = readings_insert(connection, [(*key, pending[key][1]) for key in sorted(pending)])
-        # A device that sent only duplicates was still heard from.
+        # A device that sent only duplicates was still heard from. Rows change at
+        # most once per LAST_SEEN_RESOLUTION, not once per batch.
         seen = sorted(device_id for device_id, _ in devices.values())
         if seen:
             Device.objects.filter(
-                Q(last_seen__isnull=True) | Q(last_seen__lt=received_at), id__in=seen
+                Q(last_seen__isnull=True)
+                | Q(last_seen__lt=received_at - LAST_SEEN_RESOLUTION)
+                | Q(online=False),
+                id__in=seen,
             ).update(last_seen=received_at, online=True)
 
     result.inserted = len(new)

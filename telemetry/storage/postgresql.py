@@ -7,7 +7,9 @@ server, so the worker's CPU goes to decoding and fan-out instead.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
+from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -23,6 +25,7 @@ CREATE TEMPORARY TABLE IF NOT EXISTS ingest_batch (
 """
 COPY = "COPY ingest_batch (device_id, metric, ts_ms, value, text, kind) FROM STDIN (FORMAT BINARY)"
 COPY_TYPES = ["int8", "text", "int8", "float8", "text", "int2"]
+_staged: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _rollup(table: str, width: str) -> str:
@@ -77,7 +80,12 @@ def readings_insert(connection: BaseDatabaseWrapper, rows: Sequence[Row]) -> lis
     """Insert new readings, fold them into rollups and latest values, return their keys."""
     with connection.cursor() as wrapper:
         cursor = wrapper.cursor  # psycopg's own cursor, for COPY
-        cursor.execute(STAGING)
+        # The staging table lives as long as the session: create it once per connection,
+        # and count it as created only once that transaction commits.
+        session = cursor.connection
+        if session not in _staged:
+            cursor.execute(STAGING)
+            connection.on_commit(lambda: _staged.add(session))
         with cursor.copy(COPY) as copy:
             copy.set_types(COPY_TYPES)
             for device_id, metric, ts, value in rows:

@@ -145,3 +145,16 @@ def test_rollup_sum_overflow_does_not_fail_the_batch():
     assert Reading.objects.filter(device=device).count() == 3
     rollup = RollupMinute.objects.get(device=device, metric="v")
     assert rollup.count == 2 and rollup.max == 1e308
+
+
+def test_batch_after_a_failed_batch_is_stored():
+    from django.db import transaction
+
+    owner = make_user()
+    make_device(owner, "again")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        store([("again", "t", T0, 1.0)])
+        raise RuntimeError("the batch's transaction fails after the insert")
+    assert Reading.objects.count() == 0
+    assert store([("again", "t", T0, 1.0)]).inserted == 1
+    assert store([("again", "t", T0 + 1, 1.0)]).inserted == 1
