@@ -22,6 +22,7 @@ from bridges.mqtt.broker import EmbeddedBroker
 from bridges.mqtt.config import BrokerAddress
 from devices.models import Device
 from devices.services import device_authenticate, device_register, device_rotate_token
+from hub.conf import hub_settings
 from hub.runtime import bridge_config
 from telemetry.ingest import ingest_run
 
@@ -115,6 +116,10 @@ class EmbeddedHub:
             ),
             signal_handlers=True,
             verbosity=0,
+            # A client that stops reading stops answering pings: drop it within 30 s,
+            # which bounds what the server buffers for it.
+            ping_interval=hub_settings.WS_PING_INTERVAL_SECONDS,
+            ping_timeout=hub_settings.WS_PING_TIMEOUT_SECONDS,
         )
         reactor.callWhenRunning(lambda: asyncio.ensure_future(self._start(login, credentials)))
         reactor.addSystemEventTrigger(

@@ -55,12 +55,17 @@ async def ingest_batch_handle(layer: BaseChannelLayer, message: dict[str, Any]) 
         return False
     for uid, count in stored.unknown.items():
         logger.info("ingest: ignored %d readings of unknown or disabled device %s", count, uid)
+    if stored.came_online:
+        await status_broadcast(
+            layer, stored.came_online, online=True, at_ms=int(message["received"])
+        )
     # Broadcast only what was committed; the live view is lossy, so a failed
     # fan-out is logged and the batch still counts as stored.
     for owner_id, devices in stored.new_by_owner.items():
         try:
             await layer.group_send(
-                owner_group(owner_id), {"type": "telemetry.readings", "frames": frames(devices)}
+                owner_group(owner_id),
+                {"type": "telemetry.readings", "owner": owner_id, "readings": rendered(devices)},
             )
         except Exception as error:  # noqa: BLE001 - the live view is lossy by design
             logger.warning("ingest: fan-out to owner %s failed: %s", owner_id, error)
@@ -85,19 +90,39 @@ async def ingest_batch_handle(layer: BaseChannelLayer, message: dict[str, Any]) 
     return True
 
 
-def frames(devices: dict[str, list[tuple[int, str, WireValue]]]) -> dict[str, str]:
-    """Render each device's `readings` frame once; every socket sends the same text."""
+async def status_broadcast(
+    layer: BaseChannelLayer, devices: list[tuple[int, str]], *, online: bool, at_ms: int
+) -> None:
+    """Tell the owners' sockets that these (owner id, uid) devices went online or offline."""
+    by_owner: dict[int, dict[str, str]] = {}
+    for owner_id, uid in devices:
+        frame = {"type": "status", "device": uid, "online": online, "at": format_ts(at_ms)}
+        by_owner.setdefault(owner_id, {})[uid] = orjson.dumps(frame).decode()
+    for owner_id, frames in by_owner.items():
+        try:
+            await layer.group_send(
+                owner_group(owner_id),
+                {"type": "device.status", "owner": owner_id, "status": frames},
+            )
+        except Exception as error:  # noqa: BLE001 - the live view is lossy by design
+            logger.warning("ingest: status fan-out to owner %s failed: %s", owner_id, error)
+
+
+def rendered(devices: dict[str, list[tuple[int, str, WireValue]]]) -> dict[str, list[Any]]:
+    """Render each device's readings to JSON once: [text between the list's brackets, count].
+
+    Every socket that shows them sends this text; merging batches joins it.
+    """
     return {
-        uid: orjson.dumps(
-            {
-                "type": "readings",
-                "device": uid,
-                "readings": [
+        uid: [
+            orjson.dumps(
+                [
                     {"ts": format_ts(ts), "metric": metric, "value": value}
                     for ts, metric, value in readings
-                ],
-            }
-        ).decode()
+                ]
+            )[1:-1].decode(),
+            len(readings),
+        ]
         for uid, readings in devices.items()
     }
 

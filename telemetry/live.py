@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 from typing import Any
 
 import orjson
@@ -11,15 +13,24 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from devices.selectors import device_uids_owned
 from hub.conf import hub_settings
-from telemetry.groups import owner_group
+from telemetry.fanout import local_fanout
+from telemetry.outbox import FrameBudget, Outbox
 
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
+# Status and command frames waiting for a slow socket; past this the oldest go.
+CONTROL_FRAMES = 256
 
 
 class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
-    """Stream the readings of subscribed devices that the user owns."""
+    """Stream the readings and status of subscribed devices that the user owns.
+
+    Events arrive through the process's fan-out and go into this socket's
+    outbox; a pump sends them within the socket's frame budget, merging a
+    device's readings while it waits, so a slow or flooded socket costs only
+    its own bounded outbox.
+    """
 
     async def connect(self) -> None:
         """Accept authenticated users; close others with 4401."""
@@ -30,15 +41,22 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user_id: int = user.pk
-        self.group = owner_group(user.pk)
         self.subscribed: set[str] = set()
         self.all_devices = False
         self.joined = False
+        self.outbox = Outbox(hub_settings.WS_OUTBOX_READINGS)
+        self.control: deque[str] = deque(maxlen=CONTROL_FRAMES)
+        frames, octets = hub_settings.WS_MAX_FRAMES_PER_SECOND, hub_settings.WS_MAX_BYTES_PER_SECOND
+        self.frame_budget = FrameBudget(frames, frames)
+        self.byte_budget = FrameBudget(octets, octets)
+        self.pump: asyncio.Task[None] | None = None
 
     async def disconnect(self, code: int) -> None:
-        """Leave the owner group."""
+        """Leave the fan-out and stop the pump."""
         if getattr(self, "joined", False):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await local_fanout().leave(self.user_id, self.deliver)
+        if getattr(self, "pump", None) is not None:
+            self.pump.cancel()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Parse one client message and act on it; bad ones get an error frame."""
@@ -73,13 +91,13 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             )
             for uid in devices:
                 if uid not in owned:
-                    await self.send_error(f"device {uid!r} not found")
+                    await self.send_error(f"device {uid[:80]!r} not found")
             self.subscribed |= owned
         else:
             await self.send_error('"devices" must be a list of device uids or "*"')
             return
         if not self.joined and (self.all_devices or self.subscribed):
-            await self.channel_layer.group_add(self.group, self.channel_name)
+            await local_fanout().join(self.user_id, self.deliver)
             self.joined = True
         await self.send_subscribed()
 
@@ -94,7 +112,7 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.send_error('"devices" must be a list of device uids or "*"')
             return
         if self.joined and not (self.all_devices or self.subscribed):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await local_fanout().leave(self.user_id, self.deliver)
             self.joined = False
         await self.send_subscribed()
 
@@ -106,11 +124,47 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             uids = self.subscribed
         await self.send_json({"type": "subscribed", "devices": sorted(uids)})
 
-    async def telemetry_readings(self, event: dict[str, Any]) -> None:
-        """Forward the committed readings of subscribed devices (frames rendered by ingest)."""
-        for uid, frame in event["frames"].items():
-            if self.all_devices or uid in self.subscribed:
+    def wants(self, uid: str) -> bool:
+        """Tell whether this socket shows the device."""
+        return self.all_devices or uid in self.subscribed
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        """Take one owner event from the fan-out; never blocks."""
+        kind = event.get("type")
+        if kind == "telemetry.readings":
+            for uid, (part, count) in event["readings"].items():
+                if self.wants(uid):
+                    self.outbox.add(uid, part, count)
+        elif kind == "device.status":
+            for uid, frame in event["status"].items():
+                if self.wants(uid):
+                    self.control.append(frame)
+        if (self.outbox or self.control) and self.pump is None:
+            self.pump = asyncio.create_task(self.send_waiting())
+
+    async def send_waiting(self) -> None:
+        """Send control frames, then merged readings frames within the socket's budgets.
+
+        The byte budget also bounds what the web server buffers for a client that
+        stopped reading, until its ping timeout closes the socket.
+        """
+        try:
+            while True:
+                while self.control:
+                    await self.send(text_data=self.control.popleft())
+                if not self.outbox:
+                    return
+                if not self.frame_budget.take():
+                    await asyncio.sleep(self.frame_budget.wait())
+                    continue
+                frame = self.outbox.pop()
+                if not self.byte_budget.take(len(frame)):
+                    # Paced, not dropped: the frame was already merged and bounded.
+                    await asyncio.sleep(self.byte_budget.wait(len(frame)))
+                    self.byte_budget.take(len(frame))
                 await self.send(text_data=frame)
+        finally:
+            self.pump = None
 
     async def send_error(self, error: str) -> None:
         """Send an error frame."""

@@ -1,26 +1,55 @@
-"""Dashboard pages (login required): the fleet list, updated live over the WebSocket."""
+"""Dashboard pages (login required): the fleet and one device, updated live over the WebSocket."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path
+from django.utils import timezone
 
-from telemetry.models import LatestValue
-from telemetry.values import columns_to_value
+from devices.models import Device
+from devices.selectors import device_get, device_list
+from devices.serializers import DeviceSerializer
+from telemetry.selectors import LatestValues, latest_for_device, latest_for_owner
+from telemetry.serializers import latest_json
+from telemetry.values import datetime_to_ms
+
+
+def device_state(device: Device, latest: LatestValues) -> dict[str, Any]:
+    """Shape a device and its latest values as the page scripts start from (REST shapes)."""
+    return {**DeviceSerializer(device).data, "latest": latest_json(latest)}
+
+
+def page_context(**data: Any) -> dict[str, Any]:
+    """Return the JSON a page script starts from, with the server's clock for "ago" texts."""
+    return {"data": {**data, "server_now": datetime_to_ms(timezone.now())}}
 
 
 @login_required
 def fleet(request: HttpRequest) -> HttpResponse:
-    """Show every device the user owns with its latest values."""
-    devices = list(request.user.devices.order_by("uid"))  # type: ignore[union-attr]
-    latest: dict[int, list[tuple[str, object]]] = {}
-    rows = LatestValue.objects.filter(device__in=devices).order_by("metric")
-    for row in rows.values_list("device_id", "metric", "value", "text", "kind"):
-        latest.setdefault(row[0], []).append((row[1], columns_to_value(*row[2:])))
-    fleet_rows = [(device, latest.get(device.pk, [])) for device in devices]
-    return render(request, "telemetry/fleet.html", {"fleet": fleet_rows})
+    """Show every device the user owns with its state and latest values."""
+    latest = latest_for_owner(owner=request.user)  # type: ignore[arg-type]
+    devices = [
+        device_state(device, latest.get(device.uid, {}))
+        for device in device_list(owner=request.user)  # type: ignore[arg-type]
+    ]
+    return render(request, "telemetry/fleet.html", page_context(devices=devices))
 
 
-urlpatterns = [path("", fleet, name="fleet")]
+@login_required
+def device_detail(request: HttpRequest, uid: str) -> HttpResponse:
+    """Show one own device: live charts, history, CSV export; others' devices are 404."""
+    device = device_get(owner=request.user, uid=uid)  # type: ignore[arg-type]
+    if device is None:
+        raise Http404("no such device")
+    context = page_context(device=device_state(device, latest_for_device(device=device)))
+    return render(request, "telemetry/device.html", {**context, "device": device})
+
+
+urlpatterns = [
+    path("", fleet, name="fleet"),
+    path("devices/<str:uid>/", device_detail, name="device-page"),
+]

@@ -35,6 +35,8 @@ class StoredBatch:
     duplicates: int = 0
     # uid -> number of readings ignored because the device is unknown or disabled.
     unknown: dict[str, int] = field(default_factory=dict)
+    # (owner id, uid) of devices that were offline until this batch.
+    came_online: list[tuple[int, str]] = field(default_factory=list)
 
 
 def readings_store_batch(*, readings: Sequence[WireReading], received_at: datetime) -> StoredBatch:
@@ -64,6 +66,9 @@ def readings_store_batch(*, readings: Sequence[WireReading], received_at: dateti
         # most once per LAST_SEEN_RESOLUTION, not once per batch.
         seen = sorted(device_id for device_id, _ in devices.values())
         if seen:
+            result.came_online = list(
+                Device.objects.filter(id__in=seen, online=False).values_list("owner_id", "uid")
+            )
             Device.objects.filter(
                 Q(last_seen__isnull=True)
                 | Q(last_seen__lt=received_at - LAST_SEEN_RESOLUTION)

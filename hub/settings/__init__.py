@@ -157,6 +157,10 @@ STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Serve the apps' static files straight from their folders: no collectstatic step to forget.
 WHITENOISE_USE_FINDERS = True
+# uPlot, installed from the npm registry by `make` (package.json), served as static/uplot/….
+STATICFILES_DIRS = [
+    ("uplot", Path(__file__).resolve().parents[2] / "node_modules" / "uplot" / "dist"),
+]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -200,6 +204,16 @@ HUB = {
     # Embedded mode: the port of the in-process MQTT broker.
     "MQTT_PORT": env_number("HUB_MQTT_PORT", 1884, int, minimum=0),
     "WS_MAX_MESSAGE_BYTES": env_number("HUB_WS_MAX_MESSAGE_BYTES", 65536, int, minimum=1),
+    # Per socket: frames per second (bursts as large), and readings held for a slow
+    # client before the oldest are dropped.
+    "WS_MAX_FRAMES_PER_SECOND": env_number("HUB_WS_MAX_FRAMES_PER_SECOND", 200, int, minimum=1),
+    "WS_MAX_BYTES_PER_SECOND": env_number(
+        "HUB_WS_MAX_BYTES_PER_SECOND", 512 * 1024, int, minimum=1024
+    ),
+    # `hub serve`'s WebSocket pings (for `daphne`, pass --ping-interval/--ping-timeout).
+    "WS_PING_INTERVAL_SECONDS": env_number("HUB_WS_PING_INTERVAL_SECONDS", 10, int, minimum=1),
+    "WS_PING_TIMEOUT_SECONDS": env_number("HUB_WS_PING_TIMEOUT_SECONDS", 20, int, minimum=1),
+    "WS_OUTBOX_READINGS": env_number("HUB_WS_OUTBOX_READINGS", 10_000, int, minimum=1),
 }
 
 LOGGING = {

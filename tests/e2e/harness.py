@@ -141,14 +141,14 @@ def _stop_all(hub: HubUnderTest) -> None:
 
 
 @contextlib.contextmanager
-def embedded_hub(tmp: Path) -> Iterator[HubUnderTest]:
+def embedded_hub(tmp: Path, **env: str) -> Iterator[HubUnderTest]:
     """`hub serve` as one subprocess on SQLite with its embedded broker."""
     http_port, mqtt_port = free_port(), free_port()
     hub = HubUnderTest(
         "embedded",
         f"http://127.0.0.1:{http_port}",
         mqtt_port,
-        hub_env(HUB_VAR_DIR=str(tmp / "var")),
+        hub_env(HUB_VAR_DIR=str(tmp / "var"), **env),
         tmp,
     )
     _start(

@@ -56,6 +56,14 @@ async def ingest(*readings: tuple[str, str, int, object]) -> None:
     assert await ingest_batch_handle(layer, message)
 
 
+async def next_frame(ws: WebsocketCommunicator, kind: str = "readings") -> dict:
+    """Return the next frame of this type, skipping status frames."""
+    while True:
+        frame = await ws.receive_json_from(2)
+        if frame["type"] == kind or frame["type"] != "status":
+            return frame
+
+
 async def test_socket_without_credentials_is_closed_with_4401():
     communicator = await connect(None)
     assert await communicator.receive_output(2) == {"type": "websocket.close", "code": 4401}
@@ -84,7 +92,7 @@ async def test_subscribed_device_gets_readings_after_they_are_stored():
     assert await ws.receive_json_from() == {"type": "subscribed", "devices": ["d1"]}
     ts = 1_764_139_200_123
     await ingest(("d1", "temperature", ts, 21.5), ("d2", "temperature", ts, 9.0))
-    frame = await ws.receive_json_from(2)
+    frame = await next_frame(ws)
     assert frame == {
         "type": "readings",
         "device": "d1",
@@ -102,7 +110,7 @@ async def test_star_subscription_includes_devices_registered_later():
     user = (await database_sync_to_async(Token.objects.select_related("user").get)(key=token)).user
     await database_sync_to_async(make_device)(user, "s2")
     await ingest(("s2", "humidity", 1_764_139_200_000, 40))
-    frame = await ws.receive_json_from(2)
+    frame = await next_frame(ws)
     assert frame["device"] == "s2" and frame["readings"][0]["value"] == 40
     await ws.disconnect()
 
@@ -137,7 +145,7 @@ async def test_duplicate_readings_are_not_broadcast_twice():
     await ws.send_json_to({"type": "subscribe", "devices": "*"})
     await ws.receive_json_from()
     await ingest(("dd", "t", 1_764_139_200_000, 1.0))
-    await ws.receive_json_from(2)
+    await next_frame(ws)
     await ingest(("dd", "t", 1_764_139_200_000, 1.0))
     assert await ws.receive_nothing(0.2)
     await ws.disconnect()
@@ -174,4 +182,18 @@ async def test_subscribing_to_junk_uids_is_an_error_not_a_crash():
     assert (await ws.receive_json_from())["type"] == "error"
     assert (await ws.receive_json_from())["type"] == "error"
     assert await ws.receive_json_from() == {"type": "subscribed", "devices": ["ok-1"]}
+    await ws.disconnect()
+
+
+async def test_device_coming_online_sends_a_status_frame_before_its_readings():
+    token, _ = await user_with_devices("st-1")
+    ws = await connect(token)
+    await ws.send_json_to({"type": "subscribe", "devices": ["st-1"]})
+    await ws.receive_json_from()
+    await ingest(("st-1", "t", 1_764_139_200_000, 1.0))
+    status = await ws.receive_json_from(2)
+    assert status["type"] == "status" and status["device"] == "st-1" and status["online"] is True
+    assert (await ws.receive_json_from(2))["type"] == "readings"
+    await ingest(("st-1", "t", 1_764_139_200_001, 2.0))
+    assert (await ws.receive_json_from(2))["type"] == "readings"  # already online: no status
     await ws.disconnect()

@@ -1,0 +1,97 @@
+"""Process-level fan-out: each web process joins an owner's group once and serves its sockets.
+
+A group per socket would make every batch cross Redis once per socket; a group
+per device would cost a group_send per device per batch. Here a batch costs one
+group_send per owner, and Redis carries it once per web process, which hands it
+to its own sockets in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from channels.layers import BaseChannelLayer, get_channel_layer
+
+from telemetry.groups import owner_group
+
+logger = logging.getLogger(__name__)
+
+RETRY_S = 1.0
+# channels_redis forgets group members after a day; rejoin well before.
+REJOIN_S = 3_600.0
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+class LocalFanout:
+    """The sockets of one process, by owner, fed from one channel-layer channel."""
+
+    def __init__(self, layer: BaseChannelLayer) -> None:
+        self.layer = layer
+        self.channel: str | None = None
+        self.listeners: dict[int, set[Listener]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def join(self, owner_id: int, listener: Listener) -> None:
+        """Deliver the owner's events to `listener` (a plain function: it must not block)."""
+        if self.channel is None:
+            self.channel = await self.layer.new_channel("live.")
+            self._task = asyncio.create_task(self._run(), name="live-fanout")
+        members = self.listeners.setdefault(owner_id, set())
+        if not members:
+            await self.layer.group_add(owner_group(owner_id), self.channel)
+        members.add(listener)
+
+    async def leave(self, owner_id: int, listener: Listener) -> None:
+        """Stop delivering to `listener`; leave the group with the owner's last socket."""
+        members = self.listeners.get(owner_id)
+        if members is None:
+            return
+        members.discard(listener)
+        if not members:
+            del self.listeners[owner_id]
+            if self.channel is not None:
+                await self.layer.group_discard(owner_group(owner_id), self.channel)
+
+    async def _run(self) -> None:
+        assert self.channel is not None
+        rejoin = asyncio.get_running_loop().time() + REJOIN_S
+        while True:
+            try:
+                event = await asyncio.wait_for(self.layer.receive(self.channel), REJOIN_S)
+            except TimeoutError:
+                event = None
+            except Exception as error:  # noqa: BLE001 - the layer's backend is down
+                logger.warning("live: channel layer receive failed (%s); retrying", error)
+                await asyncio.sleep(RETRY_S)
+                continue
+            if event is not None:
+                for listener in list(self.listeners.get(event.get("owner", -1), ())):
+                    try:
+                        listener(event)
+                    except Exception:
+                        logger.exception("live: a socket failed to take an event")
+            if asyncio.get_running_loop().time() > rejoin:
+                rejoin = asyncio.get_running_loop().time() + REJOIN_S
+                for owner_id in list(self.listeners):
+                    await self.layer.group_add(owner_group(owner_id), self.channel)
+
+
+_fanouts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LocalFanout] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def local_fanout() -> LocalFanout:
+    """Return this event loop's fan-out on the default channel layer."""
+    loop = asyncio.get_running_loop()
+    fanout = _fanouts.get(loop)
+    if fanout is None:
+        layer = get_channel_layer()
+        assert layer is not None, "CHANNEL_LAYERS has no default layer"
+        fanout = _fanouts[loop] = LocalFanout(layer)
+    return fanout

@@ -1,0 +1,50 @@
+// Shared helpers of the dashboard pages: the server's clock and how values and times read.
+
+let clockOffset = 0;
+
+/** Align "now" with the server's clock, from the time it rendered the page. */
+export function syncClock(serverNowMs) {
+  if (Number.isFinite(serverNowMs)) clockOffset = serverNowMs - Date.now();
+}
+
+/** Return the current time in epoch milliseconds, on the server's clock. */
+export function now() {
+  return Date.now() + clockOffset;
+}
+
+/** Return epoch milliseconds from an RFC 3339 string (as the hub sends them), or null. */
+export function parseTs(text) {
+  if (text == null) return null;
+  const ms = Date.parse(text);
+  return Number.isNaN(ms) ? null : ms;
+}
+
+const numberFormat = new Intl.NumberFormat("en-US", { maximumFractionDigits: 3, useGrouping: false });
+
+/** Show a reading's value as the device sent it: numbers trimmed, booleans and strings as text. */
+export function formatValue(value) {
+  if (typeof value === "number") return numberFormat.format(value);
+  if (typeof value === "boolean") return value ? "true" : "false";
+  return String(value);
+}
+
+/** True for values that can be charted: finite numbers, not booleans or strings. */
+export function isNumeric(value) {
+  return typeof value === "number" && Number.isFinite(value);
+}
+
+/** Say how long ago an instant was: "just now", "12 s ago", "5 min ago", "3 h ago", "2 d ago". */
+export function formatAgo(ms, at = now()) {
+  if (ms == null) return "never";
+  const seconds = Math.max(0, Math.round((at - ms) / 1000));
+  if (seconds < 2) return "just now";
+  if (seconds < 60) return `${seconds} s ago`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  return `${Math.floor(seconds / 86400)} d ago`;
+}
+
+/** Show an instant in the browser's locale, for tooltips. */
+export function formatTime(ms) {
+  return ms == null ? "" : new Date(ms).toLocaleString();
+}
