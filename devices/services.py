@@ -5,10 +5,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
 
-from devices.models import Device
+from devices.models import FINISHED, Command, CommandStatus, Device, PresenceEvent
+from devices.selectors import uid_is_valid
 
 
 def token_hash(token: str) -> str:
@@ -60,3 +65,194 @@ def device_update(*, device: Device, name: str | None = None, active: bool | Non
 def device_delete(*, device: Device) -> None:
     """Delete a device with its readings, rollups and latest values."""
     device.delete()
+
+
+COMMAND_TIMEOUT_DEFAULT_S = 30
+COMMAND_TIMEOUT_MAX_S = 3600
+
+
+def command_create(
+    *,
+    device: Device,
+    method: str,
+    params: dict[str, Any],
+    timeout: int = COMMAND_TIMEOUT_DEFAULT_S,
+    created_by: AbstractBaseUser | None = None,
+) -> Command:
+    """Store a pending command; the caller hands it to a bridge once this commits."""
+    now = timezone.now()
+    return Command.objects.create(
+        device=device,
+        method=method,
+        params=params,
+        timeout=timeout,
+        created_by=created_by,
+        created=now,
+        expires_at=now + timedelta(seconds=timeout),
+    )
+
+
+def command_create_for_owner(*, owner_id: int, uid: str, **fields: Any) -> Command | None:
+    """Create a command for the owner's device with this uid; None if they own no such device."""
+    device = (
+        Device.objects.filter(owner_id=owner_id, uid=uid).first() if uid_is_valid(uid) else None
+    )
+    if device is None:
+        return None
+    return command_create(device=device, created_by=device.owner, **fields)
+
+
+def command_mark_sent(*, command_id: str, at: datetime) -> Command | None:
+    """Record that a bridge published a pending command; None if it moved on meanwhile."""
+    updated = Command.objects.filter(id=command_id, status=CommandStatus.PENDING).update(
+        status=CommandStatus.SENT, sent_at=at
+    )
+    return Command.objects.select_related("device").get(id=command_id) if updated else None
+
+
+def command_reply(
+    *, uid: str, command_id: str, reply: object, at: datetime
+) -> tuple[Command | None, str | None]:
+    """Apply a device's reply; return (the finished command, or None) and a rejection, if any.
+
+    A reply delivered twice (MQTT at least once) matches the stored outcome and is
+    ignored quietly; any other reply to a finished command is rejected.
+    """
+    command = Command.objects.select_related("device").filter(id=command_id).first()
+    if command is None or command.device.uid != uid:
+        return None, f"no command {command_id!r} for device {uid!r}"
+    outcome = _reply_outcome(reply)
+    if isinstance(outcome, str):
+        return None, outcome
+    status, result, error = outcome
+    if command.status in FINISHED:
+        if (command.status, command.result, command.error) == (status, result, error):
+            return None, None
+        return None, f"command {command_id!r} is already {command.status}"
+    command.status, command.result, command.error = status, result, error
+    command.finished_at = at
+    command.save(update_fields=["status", "result", "error", "finished_at"])
+    return command, None
+
+
+def _reply_outcome(reply: object) -> tuple[str, Any, str] | str:
+    if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+        return 'reply must be {"ok": true, "result": …} or {"ok": false, "error": "…"}'
+    if reply["ok"]:
+        return CommandStatus.SUCCEEDED, reply.get("result"), ""
+    error = reply.get("error")
+    if not isinstance(error, str):
+        return 'a failed reply needs "error" as a string'
+    return CommandStatus.FAILED, None, error[:1000]
+
+
+def commands_expire(*, now: datetime) -> list[Command]:
+    """Mark pending and sent commands past their timeout as expired; return them."""
+    expired = list(
+        Command.objects.select_related("device")
+        .filter(status__in=(CommandStatus.PENDING, CommandStatus.SENT), expires_at__lte=now)
+        .order_by("expires_at")[:1000]
+    )
+    if expired:
+        Command.objects.filter(
+            id__in=[command.id for command in expired],
+            status__in=(CommandStatus.PENDING, CommandStatus.SENT),
+        ).update(status=CommandStatus.EXPIRED, finished_at=now)
+        for command in expired:
+            command.status, command.finished_at = CommandStatus.EXPIRED, now
+    return expired
+
+
+def commands_pending(*, device_ids: list[int], now: datetime) -> list[Command]:
+    """Return the unexpired pending commands of these devices, oldest first."""
+    return list(
+        Command.objects.select_related("device")
+        .filter(device_id__in=device_ids, status=CommandStatus.PENDING, expires_at__gt=now)
+        .order_by("created")
+    )
+
+
+def presence_set(*, device: Device, online: bool, at: datetime, source: str) -> bool:
+    """Set a device's online state; record and return whether it changed.
+
+    The conditional update makes concurrent workers agree on who saw the change.
+    """
+    changed = bool(Device.objects.filter(pk=device.pk, online=not online).update(online=online))
+    if source == PresenceEvent.Source.STATUS and not device.reports_status:
+        Device.objects.filter(pk=device.pk).update(reports_status=True)
+        device.reports_status = True
+    device.online = online
+    if changed:
+        PresenceEvent.objects.create(device=device, online=online, at=at, source=source)
+    return changed
+
+
+def devices_silent_offline(*, now: datetime, after_s: int) -> list[Device]:
+    """Mark offline the online devices without a status topic that were silent too long."""
+    silent = Device.objects.filter(
+        online=True, reports_status=False, last_seen__lt=now - timedelta(seconds=after_s)
+    )
+    return [
+        device
+        for device in silent
+        if presence_set(device=device, online=False, at=now, source=PresenceEvent.Source.SILENCE)
+    ]
+
+
+@dataclass(slots=True)
+class EventsApplied:
+    """What a bridge's device events changed, for the caller to announce."""
+
+    # (device, online) for every change of presence.
+    presence: list[tuple[Device, bool]] = field(default_factory=list)
+    # Commands whose status changed.
+    commands: list[Command] = field(default_factory=list)
+    # Pending commands of devices that came online: to hand to a bridge now.
+    to_publish: list[Command] = field(default_factory=list)
+    # (uid, topic, error) for device messages the hub refuses.
+    rejected: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def events_apply(*, events: list[list[Any]], now: datetime) -> EventsApplied:
+    """Apply device events from a bridge: status changes, command replies, commands sent.
+
+    Events are `["status", uid, online, at_ms]`, `["reply", uid, command_id, reply, at_ms]`
+    and `["sent", command_id, at_ms]`; they may arrive twice, and applying one again
+    changes nothing.
+    """
+    applied = EventsApplied()
+    uids = {event[1] for event in events if event and event[0] in {"status", "reply"}}
+    devices = {device.uid: device for device in Device.objects.filter(uid__in=uids, active=True)}
+    came_online: list[int] = []
+    for event in events:
+        kind, at = event[0], ms_to_moment(event[-1])
+        if kind == "status":
+            device = devices.get(event[1])
+            if device is not None and presence_set(
+                device=device, online=event[2], at=at, source=PresenceEvent.Source.STATUS
+            ):
+                applied.presence.append((device, event[2]))
+                if event[2]:
+                    came_online.append(device.pk)
+        elif kind == "reply":
+            uid, command_id, reply = event[1], event[2], event[3]
+            topic = f"devices/{uid}/commands/{command_id}/reply"
+            if uid not in devices:
+                continue  # unknown or disabled devices are ignored, as for telemetry
+            command, rejection = command_reply(uid=uid, command_id=command_id, reply=reply, at=at)
+            if rejection is not None:
+                applied.rejected.append((uid, topic, rejection))
+            elif command is not None:
+                applied.commands.append(command)
+        elif kind == "sent":
+            command = command_mark_sent(command_id=event[1], at=at)
+            if command is not None:
+                applied.commands.append(command)
+    if came_online:
+        applied.to_publish = commands_pending(device_ids=came_online, now=now)
+    return applied
+
+
+def ms_to_moment(ts_ms: int) -> datetime:
+    """Return the aware UTC datetime of an epoch-milliseconds instant."""
+    return datetime.fromtimestamp(0, UTC) + timedelta(milliseconds=ts_ms)

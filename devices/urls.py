@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from devices.api_commands import CommandDetailView, DeviceCommandsView, DevicePresenceView
 from devices.views import DeviceDetailView, DeviceListView, DeviceRotateTokenView, TokenObtainView
 
 urlpatterns = [
@@ -13,4 +14,7 @@ urlpatterns = [
         DeviceRotateTokenView.as_view(),
         name="device-rotate-token",
     ),
+    path("devices/<str:uid>/commands/", DeviceCommandsView.as_view(), name="device-commands"),
+    path("devices/<str:uid>/presence/", DevicePresenceView.as_view(), name="device-presence"),
+    path("commands/<str:command_id>/", CommandDetailView.as_view(), name="command-detail"),
 ]

@@ -16,7 +16,7 @@ from typing import Any
 
 from channels.layers import BaseChannelLayer, get_channel_layer
 
-from telemetry.groups import owner_group
+from devices.dispatch import owner_group
 
 logger = logging.getLogger(__name__)
 

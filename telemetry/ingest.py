@@ -15,8 +15,10 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.db import DatabaseError, InterfaceError
 
-from telemetry.groups import INGEST_CHANNEL, owner_group
-from telemetry.services import StoredBatch, readings_store_batch
+from devices.dispatch import commands_broadcast, commands_publish, owner_group
+from hub.conf import hub_settings
+from telemetry.groups import INGEST_CHANNEL
+from telemetry.services import BatchApplied, Swept, ingest_apply, presence_and_commands_sweep
 from telemetry.values import WireValue, format_ts, ms_to_datetime
 
 logger = logging.getLogger(__name__)
@@ -26,6 +28,8 @@ logger = logging.getLogger(__name__)
 DRAIN_DEADLINE_S = 8.0
 # Wait between attempts to receive from a channel layer that is unreachable.
 LAYER_RETRY_S = 1.0
+# How often to expire commands and look for devices that fell silent.
+SWEEP_INTERVAL_S = 2.0
 
 
 class IngestConsumer(AsyncConsumer):  # type: ignore[misc]
@@ -41,26 +45,29 @@ async def ingest_batch_handle(layer: BaseChannelLayer, message: dict[str, Any]) 
     batch_id = message.get("batch")
     try:
         readings = message["readings"]
-        received_at = ms_to_datetime(int(message["received"]))
+        events = list(message.get("events") or ())
+        received_ms = int(message["received"])
     except (KeyError, TypeError, ValueError):
         logger.error("ingest: dropping malformed batch %r", batch_id)
         return False
     try:
-        stored: StoredBatch = await database_sync_to_async(readings_store_batch)(
-            readings=readings, received_at=received_at
+        applied: BatchApplied = await database_sync_to_async(ingest_apply)(
+            readings=readings, events=events, received_at=ms_to_datetime(received_ms)
         )
     except (DatabaseError, InterfaceError) as error:
         # Not confirmed: the bridge sends the batch again after its timeout.
         logger.warning("ingest: batch %s not stored: %s", batch_id, error)
         return False
+    stored = applied.stored
     for uid, count in stored.unknown.items():
         logger.info("ingest: ignored %d readings of unknown or disabled device %s", count, uid)
-    if stored.came_online:
-        await status_broadcast(
-            layer, stored.came_online, online=True, at_ms=int(message["received"])
-        )
     # Broadcast only what was committed; the live view is lossy, so a failed
     # fan-out is logged and the batch still counts as stored.
+    presence = [(owner_id, uid, True) for _, owner_id, uid in stored.came_online]
+    presence += [
+        (device.owner_id, device.uid, online) for device, online in applied.events.presence
+    ]
+    await status_broadcast(layer, presence, at_ms=received_ms)
     for owner_id, devices in stored.new_by_owner.items():
         try:
             await layer.group_send(
@@ -69,6 +76,8 @@ async def ingest_batch_handle(layer: BaseChannelLayer, message: dict[str, Any]) 
             )
         except Exception as error:  # noqa: BLE001 - the live view is lossy by design
             logger.warning("ingest: fan-out to owner %s failed: %s", owner_id, error)
+    await commands_broadcast(layer, applied.events.commands)
+    await commands_publish(layer, applied.to_publish)
     reply = message.get("reply")
     if reply:
         try:
@@ -80,6 +89,8 @@ async def ingest_batch_handle(layer: BaseChannelLayer, message: dict[str, Any]) 
                     "inserted": stored.inserted,
                     "duplicates": stored.duplicates,
                     "unknown": stored.unknown,
+                    # Device messages the hub refused: the bridge reports them to the devices.
+                    "rejected": applied.events.rejected,
                 },
             )
         except ChannelFull:
@@ -90,12 +101,24 @@ async def ingest_batch_handle(layer: BaseChannelLayer, message: dict[str, Any]) 
     return True
 
 
+async def sweep_once(layer: BaseChannelLayer) -> None:
+    """Expire overdue commands and mark silent devices offline, and say so to the sockets."""
+    now_ms = time.time_ns() // 1_000_000
+    swept: Swept = await database_sync_to_async(presence_and_commands_sweep)(
+        now=ms_to_datetime(now_ms), offline_after_s=hub_settings.OFFLINE_AFTER
+    )
+    await commands_broadcast(layer, swept.expired)
+    await status_broadcast(
+        layer, [(device.owner_id, device.uid, False) for device in swept.silent], at_ms=now_ms
+    )
+
+
 async def status_broadcast(
-    layer: BaseChannelLayer, devices: list[tuple[int, str]], *, online: bool, at_ms: int
+    layer: BaseChannelLayer, changes: list[tuple[int, str, bool]], *, at_ms: int
 ) -> None:
-    """Tell the owners' sockets that these (owner id, uid) devices went online or offline."""
+    """Tell the owners' sockets which (owner id, uid, online) devices went online or offline."""
     by_owner: dict[int, dict[str, str]] = {}
-    for owner_id, uid in devices:
+    for owner_id, uid, online in changes:
         frame = {"type": "status", "device": uid, "online": online, "at": format_ts(at_ms)}
         by_owner.setdefault(owner_id, {})[uid] = orjson.dumps(frame).decode()
     for owner_id, frames in by_owner.items():
@@ -137,6 +160,7 @@ async def ingest_run(stop: asyncio.Event, *, channel: str = INGEST_CHANNEL) -> N
     assert layer is not None, "CHANNEL_LAYERS has no default layer"
     logger.info("ingest: consuming %s", channel)
     stop_wait = asyncio.ensure_future(stop.wait())
+    sweeper = asyncio.create_task(_sweep_loop(layer, stop), name="ingest-sweep")
     try:
         while not stop.is_set():
             receive = asyncio.ensure_future(layer.receive(channel))
@@ -172,7 +196,19 @@ async def ingest_run(stop: asyncio.Event, *, channel: str = INGEST_CHANNEL) -> N
             )
     finally:
         stop_wait.cancel()
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
     logger.info("ingest: stopped")
+
+
+async def _sweep_loop(layer: BaseChannelLayer, stop: asyncio.Event) -> None:
+    """Every SWEEP_INTERVAL_S: expire commands, mark silent devices offline."""
+    while not stop.is_set():
+        await _sleep_unless(stop, SWEEP_INTERVAL_S)
+        try:
+            await sweep_once(layer)
+        except Exception:
+            logger.exception("ingest: sweep failed")
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

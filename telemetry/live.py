@@ -11,7 +11,10 @@ import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from devices.api_commands import CommandCreateSerializer
+from devices.dispatch import command_frame, commands_broadcast, commands_publish
 from devices.selectors import device_uids_owned
+from devices.services import command_create_for_owner
 from hub.conf import hub_settings
 from telemetry.fanout import local_fanout
 from telemetry.outbox import FrameBudget, Outbox
@@ -78,6 +81,8 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.subscribe(message.get("devices"))
         elif kind == "unsubscribe":
             await self.unsubscribe(message.get("devices"))
+        elif kind == "command":
+            await self.command(message)
         else:
             await self.send_error(f"unknown message type {kind!r}")
 
@@ -116,6 +121,29 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self.joined = False
         await self.send_subscribed()
 
+    async def command(self, message: dict[str, Any]) -> None:
+        """Send a command to one of the user's devices; its status comes back as frames."""
+        serializer = CommandCreateSerializer(data=message)
+        uid = message.get("device")
+        if not isinstance(uid, str):
+            await self.send_error('"device" must be a device uid')
+            return
+        if not serializer.is_valid():
+            field, problems = next(iter(serializer.errors.items()))
+            await self.send_error(f"{field}: {problems[0]}")
+            return
+        command = await database_sync_to_async(command_create_for_owner)(
+            owner_id=self.user_id, uid=uid, **serializer.validated_data
+        )
+        if command is None:
+            await self.send_error(f"device {uid[:80]!r} not found")
+            return
+        if not self.wants(uid):
+            await self.send_json(command_frame(command))  # subscribers get it from the broadcast
+        await commands_broadcast(self.channel_layer, [command])
+        if command.device.online:
+            await commands_publish(self.channel_layer, [command])
+
     async def send_subscribed(self) -> None:
         """Tell the client what it is subscribed to now."""
         if self.all_devices:
@@ -139,6 +167,10 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             for uid, frame in event["status"].items():
                 if self.wants(uid):
                     self.control.append(frame)
+        elif kind == "device.command":
+            for uid, frames in event["frames"].items():
+                if self.wants(uid):
+                    self.control.extend(frames)
         if (self.outbox or self.control) and self.pump is None:
             self.pump = asyncio.create_task(self.send_waiting())
 

@@ -11,7 +11,14 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import Q
 
-from devices.models import Device
+from devices.models import Command, Device, PresenceEvent
+from devices.services import (
+    EventsApplied,
+    commands_expire,
+    commands_pending,
+    devices_silent_offline,
+    events_apply,
+)
 from telemetry.storage import readings_insert
 from telemetry.values import WireValue
 
@@ -35,8 +42,8 @@ class StoredBatch:
     duplicates: int = 0
     # uid -> number of readings ignored because the device is unknown or disabled.
     unknown: dict[str, int] = field(default_factory=dict)
-    # (owner id, uid) of devices that were offline until this batch.
-    came_online: list[tuple[int, str]] = field(default_factory=list)
+    # (device id, owner id, uid) of devices that were offline until this batch.
+    came_online: list[tuple[int, int, str]] = field(default_factory=list)
 
 
 def readings_store_batch(*, readings: Sequence[WireReading], received_at: datetime) -> StoredBatch:
@@ -66,8 +73,16 @@ def readings_store_batch(*, readings: Sequence[WireReading], received_at: dateti
         # most once per LAST_SEEN_RESOLUTION, not once per batch.
         seen = sorted(device_id for device_id, _ in devices.values())
         if seen:
+            # Locked, so two workers storing the same device agree on who saw it come online.
             result.came_online = list(
-                Device.objects.filter(id__in=seen, online=False).values_list("owner_id", "uid")
+                Device.objects.select_for_update()
+                .filter(id__in=seen, online=False)
+                .order_by("id")
+                .values_list("id", "owner_id", "uid")
+            )
+            PresenceEvent.objects.bulk_create(
+                PresenceEvent(device_id=device_id, online=True, at=received_at, source="data")
+                for device_id, _, _ in result.came_online
             )
             Device.objects.filter(
                 Q(last_seen__isnull=True)
@@ -84,3 +99,42 @@ def readings_store_batch(*, readings: Sequence[WireReading], received_at: dateti
         by_device = result.new_by_owner.setdefault(owners[device_id], {})
         by_device.setdefault(uid, []).append((ts, metric, value))
     return result
+
+
+@dataclass(slots=True)
+class BatchApplied:
+    """A stored batch and the device events that came with it."""
+
+    stored: StoredBatch
+    events: EventsApplied
+    # Pending commands of devices whose data says they are back: hand them to a bridge.
+    to_publish: list[Command]
+
+
+def ingest_apply(
+    *, readings: Sequence[WireReading], events: list[list[Any]], received_at: datetime
+) -> BatchApplied:
+    """Store a bridge's batch, then apply its device events; one call per batch."""
+    stored = readings_store_batch(readings=readings, received_at=received_at)
+    with transaction.atomic():
+        applied = events_apply(events=events, now=received_at) if events else EventsApplied()
+    back = [device_id for device_id, _, _ in stored.came_online]
+    to_publish = commands_pending(device_ids=back, now=received_at) if back else []
+    return BatchApplied(stored, applied, to_publish + applied.to_publish)
+
+
+@dataclass(slots=True)
+class Swept:
+    """What the periodic sweep changed."""
+
+    expired: list[Command]
+    silent: list[Device]
+
+
+def presence_and_commands_sweep(*, now: datetime, offline_after_s: int) -> Swept:
+    """Expire overdue commands and mark long-silent devices offline."""
+    with transaction.atomic():
+        return Swept(
+            expired=commands_expire(now=now),
+            silent=devices_silent_offline(now=now, after_s=offline_after_s),
+        )

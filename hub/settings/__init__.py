@@ -183,6 +183,8 @@ HUB = {
     "MAX_FUTURE_SECONDS": env_number("HUB_MAX_FUTURE_SECONDS", 300, int),
     "MAX_STRING_LENGTH": env_number("HUB_MAX_STRING_LENGTH", 256, int, minimum=1),
     "RAW_RETENTION_DAYS": env_number("HUB_RAW_RETENTION_DAYS", 30, int, minimum=1),
+    # A device without a status topic that is silent this long is marked offline.
+    "OFFLINE_AFTER": env_number("HUB_OFFLINE_AFTER", 120, int, minimum=1),
     # Bridge batching: a batch leaves at this many readings or after this delay.
     "BATCH_MAX_READINGS": env_number("HUB_BATCH_MAX_READINGS", 5000, int, minimum=1),
     "BATCH_MAX_DELAY_MS": env_number("HUB_BATCH_MAX_DELAY_MS", 50, int, minimum=1),

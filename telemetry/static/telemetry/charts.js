@@ -73,12 +73,28 @@ export class SeriesBuffer {
   }
 }
 
-/** An x range ending now, `windowMs` long, that moves with each redraw. */
+/**
+ * An x range `windowMs` long ending now, moving with each redraw; or ending at the
+ * newest point when that is later (a device clock a little ahead, or ours behind).
+ */
 function slidingRange(windowMs) {
-  return () => {
-    const end = now() / 1000;
+  return (u, dataMin, dataMax) => {
+    const end = Math.max(now() / 1000, dataMax ?? -Infinity);
     return [end - windowMs / 1000, end];
   };
+}
+
+const clockTime = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const clockSeconds = new Intl.DateTimeFormat(undefined, {
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+});
+
+/** Tick labels of a live chart: wall-clock time, with seconds when ticks are that close. */
+function clockTicks(u, splits, axisIndex, space, increment) {
+  const format = increment < 60 ? clockSeconds : clockTime;
+  return splits.map((split) => format.format(new Date(split * 1000)));
 }
 
 const valueLabel = (u, value) => (value == null ? "–" : formatValue(value));
@@ -137,7 +153,7 @@ export function liveChart(element, buffer, { label, windowMs, height = 170 }) {
     height,
     scales: { x: { time: true, range: slidingRange(windowMs) } },
     axes: [
-      { stroke: AXIS, grid: GRID, ticks: GRID },
+      { stroke: AXIS, grid: GRID, ticks: GRID, space: 70, values: clockTicks },
       { stroke: AXIS, grid: GRID, ticks: GRID, size: 56 },
     ],
     legend: { show: false }, // the caption shows the latest value

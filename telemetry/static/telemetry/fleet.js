@@ -76,6 +76,7 @@ function setOnline(device, online) {
   if (device.online !== online) {
     device.online = online;
     device.stateChanged = true;
+    countsChanged = true;
   }
 }
 
@@ -181,8 +182,8 @@ function buildRow(device) {
   const sparkLabel = document.createElement("span");
   sparkLabel.className = "spark-label";
   spark.append(sparkPlot, sparkLabel);
-  byCell.set(spark, device);
-  sparkObserver.observe(spark);
+  byRow.set(tr, device);
+  rowObserver.observe(tr);
   return { tr, name, stateText, seen, values, spark, sparkPlot, sparkLabel, spans: new Map() };
 }
 
@@ -202,11 +203,12 @@ function insertRow(device) {
 }
 
 function removeDevice(device) {
-  sparkObserver.unobserve(device.row.spark);
+  rowObserver.unobserve(device.row.tr);
   device.sparkPlot?.destroy();
   device.row.tr.remove();
   devices.delete(device.uid);
   dirty.delete(device);
+  offscreen.delete(device);
   countsChanged = true;
   schedule();
 }
@@ -237,7 +239,6 @@ function render(device) {
     row.tr.classList.toggle("offline", !device.online);
     renderSeen(device);
     applyFilterTo(device);
-    countsChanged = true;
   }
   for (const metric of device.changed) {
     const { ts, value } = device.latest.get(metric);
@@ -266,9 +267,11 @@ function renderCounts() {
   table.hidden = devices.size === 0;
 }
 
-// --- batching: at most one DOM pass per animation frame ------------------------
+// --- batching: at most one DOM pass per animation frame, for rows in view --------
 
 const dirty = new Set();
+// Changed rows out of view: drawn when they scroll into view (rowObserver).
+const offscreen = new Set();
 let frameRequested = false;
 let countsChanged = true;
 
@@ -285,7 +288,14 @@ function schedule() {
 
 function flush() {
   frameRequested = false;
-  for (const device of dirty) render(device);
+  for (const device of dirty) {
+    if (device.visible) {
+      render(device);
+    } else {
+      offscreen.add(device);
+      if (device.stateChanged) applyFilterTo(device); // a new name may match the filter now
+    }
+  }
   dirty.clear();
   if (countsChanged) {
     countsChanged = false;
@@ -300,7 +310,7 @@ function applyFilterTo(device) {
   const words = filterBox.value.trim().toLowerCase();
   const match =
     !words || device.uid.toLowerCase().includes(words) || device.name.toLowerCase().includes(words);
-  device.row.tr.hidden = !match;
+  if (device.row.tr.hidden === match) device.row.tr.hidden = !match;
 }
 
 function showNoMatch() {
@@ -313,16 +323,18 @@ filterBox.addEventListener("input", () => {
   showNoMatch();
 });
 
-// --- sparklines: drawn for rows in view, seeded from /series/ -------------------
+// --- rows in view: their changes are drawn, their sparklines made and seeded ------
 
-const byCell = new WeakMap();
-const sparkObserver = new IntersectionObserver(
+const byRow = new WeakMap();
+const rowObserver = new IntersectionObserver(
   (entries) => {
     for (const entry of entries) {
-      const device = byCell.get(entry.target);
+      const device = byRow.get(entry.target);
       if (!device) continue;
       device.visible = entry.isIntersecting;
-      if (device.visible && !device.sparkPlot) {
+      if (!device.visible) continue;
+      if (offscreen.delete(device)) touch(device);
+      if (!device.sparkPlot) {
         device.sparkPlot = sparkline(device.row.sparkPlot, device.spark, { windowMs: SPARK_WINDOW_MS });
         seedSpark(device);
       }
@@ -374,7 +386,7 @@ function tick() {
   const slide = ticks % SLIDE_EVERY_S === 0;
   const horizon = now() - SPARK_WINDOW_MS;
   for (const device of devices.values()) {
-    if (device.row.tr.hidden) continue;
+    if (!device.visible) continue;
     renderSeen(device);
     if (device.sparkPlot && device.visible && (device.sparkDirty || slide)) {
       device.spark.trim(horizon);
