@@ -93,7 +93,7 @@ def test_sent_then_reply_moves_the_command_to_succeeded(alice):
 
 
 def test_reply_for_another_devices_command_is_rejected(alice):
-    mine, _ = make_device(alice, "mine")
+    make_device(alice, "mine")
     other, _ = make_device(alice, "other")
     command = command_create(device=other, method="m", params={})
     now = timezone.now()
