@@ -16,11 +16,16 @@ CLEAR_LINE = "\r\x1b[K"
 
 
 def format_rates(stats: FleetStats, rate: float) -> str:
-    """Return one status line: connected devices, messages/s, total sent, errors."""
-    return (
+    """Return one status line: connected devices, messages/s, totals; buffering if any."""
+    line = (
         f"devices {stats.connected}/{stats.devices} connected | {rate:.1f} msg/s"
         f" | {stats.sent} sent | {stats.errors} errors"
     )
+    # Shown only once it happens: readings wait in the devices' buffers while the broker
+    # is away (one or two are normal in flight, hence the threshold of one per device).
+    if stats.buffered > stats.devices or stats.dropped:
+        line += f" | {stats.buffered} buffered | {stats.dropped} dropped"
+    return line
 
 
 class RateReporter:
@@ -65,9 +70,10 @@ class RateReporter:
         elapsed = self._clock() - self._started_at
         average = self._stats.sent / elapsed if elapsed > 0 else 0.0
         prefix = CLEAR_LINE if self._drawn else ""
+        dropped = f", {self._stats.dropped} readings dropped" if self._stats.dropped else ""
         self._write(
             f"{prefix}stopped: {self._stats.sent} sent in {elapsed:.1f} s"
-            f" ({average:.1f} msg/s), {self._stats.errors} errors\n"
+            f" ({average:.1f} msg/s), {self._stats.errors} errors{dropped}\n"
         )
         self._drawn = False
 

@@ -11,6 +11,7 @@ TEMPERATURE_BASE_SPREAD_C = 1.5  # each device's base lies within ± this of the
 TEMPERATURE_DRIFT_STD_C = 0.8  # long-run spread of the random walk around the base
 TEMPERATURE_DRIFT_TIME_S = 600.0  # how fast the walk is pulled back to the base
 TEMPERATURE_NOISE_C = 0.05
+SETPOINT_TIME_S = 30.0  # time constant of the approach to a setpoint: ~95 % after 3 of them
 
 HUMIDITY_MIN_PCT = 30.0
 HUMIDITY_MAX_PCT = 70.0
@@ -35,6 +36,10 @@ class SensorModel:
             -TEMPERATURE_BASE_SPREAD_C, TEMPERATURE_BASE_SPREAD_C
         )
         self._temperature_drift = rng.gauss(0.0, TEMPERATURE_DRIFT_STD_C / 2)
+        # The level the drift and noise ride on: the base until a setpoint moves it.
+        self._temperature_level = self._temperature_base
+        self._temperature_target = self._temperature_base
+        self._level_at = start
         self._humidity_mid = rng.uniform(42.0, 58.0)
         self._humidity_amplitude = rng.uniform(4.0, 9.0)
         self._humidity_period_s = rng.uniform(1800.0, 7200.0)
@@ -49,8 +54,15 @@ class SensorModel:
         """Create the model of a device, seeded from its uid so runs are repeatable."""
         return cls(random.Random(zlib.crc32(uid.encode())), start)  # noqa: S311
 
+    def set_setpoint(self, value: float, at: float) -> None:
+        """Make the temperature approach `value` °C from epoch seconds `at` on."""
+        self._approach(at)
+        self._temperature_target = value
+
     def read(self, at: float) -> dict[str, float]:
         """Advance the signals to epoch seconds `at` and return one rounded reading."""
+        if at > self._level_at:
+            self._approach(at)
         dt = max(0.0, at - self._last)
         self._last = max(self._last, at)
         elapsed = self._last - self._start
@@ -61,7 +73,7 @@ class SensorModel:
             self._humidity_drift, dt, HUMIDITY_DRIFT_TIME_S, HUMIDITY_DRIFT_STD_PCT
         )
         temperature = (
-            self._temperature_base + self._temperature_drift + TEMPERATURE_NOISE_C * self._noise()
+            self._temperature_level + self._temperature_drift + TEMPERATURE_NOISE_C * self._noise()
         )
         cycle = math.sin(2 * math.pi * elapsed / self._humidity_period_s + self._humidity_phase)
         humidity = self._humidity_mid + self._humidity_amplitude * cycle + self._humidity_drift
@@ -75,6 +87,17 @@ class SensorModel:
             "humidity": round(humidity, 1),
             "battery": round(battery, 3),
         }
+
+    def _approach(self, at: float) -> None:
+        """Move the temperature level towards its target up to `at` (exponential, no noise)."""
+        dt = at - self._level_at
+        if dt > 0:
+            self._level_at = at
+            target = self._temperature_target
+            gap = self._temperature_level - target
+            # Without a setpoint the gap is exactly 0 and the level stays the base.
+            if gap:
+                self._temperature_level = target + gap * math.exp(-dt / SETPOINT_TIME_S)
 
     def _walk(self, value: float, dt: float, time_s: float, std: float) -> float:
         """Step a mean-reverting random walk (Ornstein-Uhlenbeck), exact for any dt."""

@@ -14,3 +14,6 @@ class FleetStats:
     sent: int = 0  # telemetry messages published (acknowledged at QoS 1)
     errors: int = 0  # failed connection attempts, lost connections, failed publishes
     connects: int = 0  # successful connections, reconnections included
+    commands: int = 0  # commands answered, carried out or refused
+    buffered: int = 0  # readings taken and not yet published, right now
+    dropped: int = 0  # readings dropped unpublished because a device's buffer was full

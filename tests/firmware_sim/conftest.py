@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from firmware_sim import device, sampler
 from tests.firmware_sim.helpers import MACHINE_BROKER, PrivateBroker, clear_retained, unique_prefix
 
 MAX_DEVICES_PER_TEST = 10
@@ -45,3 +46,33 @@ def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def produced(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Record every telemetry payload the simulated devices make, in the order made."""
+    made: list[bytes] = []
+    encode = sampler.telemetry_payload
+
+    def recording(ts_ms: int, values: dict[str, float]) -> bytes:
+        payload = encode(ts_ms, values)
+        made.append(payload)
+        return payload
+
+    monkeypatch.setattr(sampler, "telemetry_payload", recording)
+    return made
+
+
+@pytest.fixture
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make reconnect attempts come quickly."""
+    monkeypatch.setattr(device, "RECONNECT_MIN_S", 0.05)
+    monkeypatch.setattr(device, "RECONNECT_MAX_S", 0.2)
+
+
+@pytest.fixture
+def fast_failure_detection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make devices give up on a hung broker's connection within half a second."""
+    # CONNECT_TIMEOUT_S stays: a new attempt waits for the broker to wake up. One given up
+    # on would leave aiomqtt's socket behind, which later connects as the same client id.
+    monkeypatch.setattr(device, "ACK_TIMEOUT_S", 0.5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -43,7 +44,8 @@ class Received:
     topic: str
     payload: bytes
     retain: bool
-    at: float
+    at: float  # time.monotonic() on arrival
+    wall: float  # time.time() on arrival, to compare with the ts the payloads carry
 
 
 @dataclass
@@ -74,7 +76,13 @@ class Watcher:
             payload = message.payload
             assert isinstance(payload, bytes | bytearray)
             self.received.append(
-                Received(str(message.topic), bytes(payload), message.retain, time.monotonic())
+                Received(
+                    str(message.topic),
+                    bytes(payload),
+                    message.retain,
+                    time.monotonic(),
+                    time.time(),
+                )
             )
             self.changed.set()
 
@@ -86,6 +94,8 @@ async def watching(
     port: int = MACHINE_BROKER[1],
     username: str | None = None,
     password: str | None = None,
+    identifier: str | None = None,
+    clean_session: bool | None = None,
 ) -> AsyncIterator[Watcher]:
     """Subscribe an aiomqtt client to `topics` and collect what arrives."""
     async with aiomqtt.Client(
@@ -93,7 +103,8 @@ async def watching(
         port,
         username=username,
         password=password,
-        identifier=f"watch-{secrets.token_hex(4)}",
+        identifier=identifier or f"watch-{secrets.token_hex(4)}",
+        clean_session=clean_session,
     ) as client:
         await client.subscribe([(topic, 1) for topic in topics])
         watcher = Watcher()
@@ -104,6 +115,51 @@ async def watching(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                 await task
+
+
+async def send_command(
+    uid: str,
+    command_id: str,
+    body: object,
+    *,
+    port: int = MACHINE_BROKER[1],
+    username: str | None = None,
+    password: str | None = None,
+) -> None:
+    """Publish a command to a device as the hub would: QoS 1, JSON unless given bytes."""
+    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with aiomqtt.Client(
+        MACHINE_BROKER[0], port, username=username, password=password
+    ) as client:
+        await client.publish(f"devices/{uid}/commands/{command_id}", payload, qos=1)
+
+
+def replies(watcher: Watcher, uid: str, command_id: str) -> list[object]:
+    """Return the decoded replies a device published to one command."""
+    return [json.loads(m.payload) for m in watcher.on(f"devices/{uid}/commands/{command_id}/reply")]
+
+
+def readings(watcher: Watcher, uid: str) -> list[Received]:
+    """Return the telemetry messages seen from one device, in order of arrival."""
+    return watcher.on(f"devices/{uid}/telemetry")
+
+
+def ts_of(message: Received) -> int:
+    """Return the epoch-millisecond ts a telemetry payload carries."""
+    ts = json.loads(message.payload)["ts"]
+    assert isinstance(ts, int)
+    return ts
+
+
+def first_arrivals(messages: Sequence[Received]) -> list[Received]:
+    """Drop repeated payloads (an at-least-once redelivery), keeping each first arrival."""
+    seen: set[bytes] = set()
+    firsts = []
+    for message in messages:
+        if message.payload not in seen:
+            seen.add(message.payload)
+            firsts.append(message)
+    return firsts
 
 
 async def clear_retained(uids: Sequence[str], *, port: int = MACHINE_BROKER[1]) -> None:
@@ -150,7 +206,7 @@ def free_port() -> int:
 class PrivateBroker:
     """A Mosquitto of our own on a free port that checks user names and passwords."""
 
-    def __init__(self, directory: Path, users: dict[str, str]) -> None:
+    def __init__(self, directory: Path, users: dict[str, str], *, persistent: bool = False) -> None:
         self.port = free_port()
         self.directory = directory
         self.log_path = directory / "mosquitto.log"
@@ -167,8 +223,16 @@ class PrivateBroker:
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous false",
             f"password_file {password_file}",
-            "persistence false",
         ]
+        if persistent:
+            # Sessions and their queued messages survive a restart (saved on SIGTERM).
+            lines += [
+                "persistence true",
+                f"persistence_location {directory}/",
+                "max_queued_messages 100000",
+            ]
+        else:
+            lines.append("persistence false")
         if os.geteuid() == 0:
             lines.append("user root")  # else it drops to "mosquitto", who cannot read tmp_path
         self.config_path = directory / "mosquitto.conf"

@@ -10,8 +10,8 @@ import random
 import aiomqtt
 import pytest
 
-from firmware_sim import device
-from firmware_sim.report import RateReporter
+from firmware_sim import device, sampler
+from firmware_sim.report import RateReporter, format_rates
 from firmware_sim.stats import FleetStats
 
 
@@ -38,9 +38,9 @@ def test_backoff_constants_can_be_patched(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_telemetry_payload_is_native_json_with_epoch_ms() -> None:
     values = {"temperature": 21.47, "humidity": 45.0, "battery": 4.082}
-    payload = device.telemetry_payload(1_764_139_200_123, values)
+    payload = sampler.telemetry_payload(1_764_139_200_123, values)
     assert json.loads(payload) == {"ts": 1_764_139_200_123, "values": values}
-    tiny = json.loads(device.telemetry_payload(1, {"battery": 1e-05}))
+    tiny = json.loads(sampler.telemetry_payload(1, {"battery": 1e-05}))
     assert math.isclose(tiny["values"]["battery"], 1e-05)
 
 
@@ -93,3 +93,17 @@ def test_a_lost_connection_is_described_by_its_cause() -> None:
     except aiomqtt.MqttError as exc:
         assert device.describe(exc) == "[code:7] The connection was lost."
     assert device.describe(TimeoutError()) == "TimeoutError"
+
+
+def test_rate_line_shows_buffering_only_once_readings_pile_up_or_drop() -> None:
+    stats = FleetStats(devices=4, connected=4, sent=10)
+    assert "buffered" not in format_rates(stats, 1.0)
+    stats.buffered = 4  # one in hand per device: normal
+    assert "buffered" not in format_rates(stats, 1.0)
+    stats.buffered, stats.connected = 120, 0
+    assert format_rates(stats, 0.0).endswith("| 120 buffered | 0 dropped")
+    stats.buffered, stats.dropped = 0, 7
+    assert format_rates(stats, 0.0).endswith("| 0 buffered | 7 dropped")
+    stream = _Stream(tty=False)
+    RateReporter(stats, stream).finish()
+    assert stream.getvalue().endswith(", 0 errors, 7 readings dropped\n")

@@ -33,13 +33,6 @@ STATUS = ["devices/dev-a/status", "devices/dev-b/status"]
 TELEMETRY = ["devices/dev-a/telemetry", "devices/dev-b/telemetry"]
 
 
-@pytest.fixture
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make reconnect attempts come quickly."""
-    monkeypatch.setattr(device, "RECONNECT_MIN_S", 0.05)
-    monkeypatch.setattr(device, "RECONNECT_MAX_S", 0.2)
-
-
 def _watch(broker: PrivateBroker, topics: list[str]) -> AbstractAsyncContextManager[Watcher]:
     return watching(topics, port=broker.port, username="watcher", password=PRIVATE_USERS["watcher"])
 
