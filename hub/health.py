@@ -25,7 +25,8 @@ async def _channel_layer_check() -> None:
     if layer is None:
         raise RuntimeError("no channel layer configured")
     # A round trip through the layer proves it accepts and delivers messages.
-    channel = await layer.new_channel("healthz.")
+    # The default prefix: channels_redis serves all of a process's own channels from one key.
+    channel = await layer.new_channel()
     token = uuid.uuid4().hex
     await layer.send(channel, {"type": "healthz.ping", "token": token})
     message = await layer.receive(channel)

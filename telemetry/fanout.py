@@ -39,7 +39,9 @@ class LocalFanout:
     async def join(self, owner_id: int, listener: Listener) -> None:
         """Deliver the owner's events to `listener` (a plain function: it must not block)."""
         if self.channel is None:
-            self.channel = await self.layer.new_channel("live.")
+            # The default prefix: channels_redis reads all of a process's own channels
+            # through one Redis key, which only the "specific." prefix shares.
+            self.channel = await self.layer.new_channel()
             self._task = asyncio.create_task(self._run(), name="live-fanout")
         members = self.listeners.setdefault(owner_id, set())
         if not members:

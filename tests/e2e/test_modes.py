@@ -115,6 +115,8 @@ def test_each_native_form_reaches_socket_and_rest(hub: HubUnderTest):
     socket = Socket(hub, api)
     socket.send({"type": "subscribe", "devices": [uid]})
     assert socket.next("subscribed", 5)["devices"] == [uid]
+    # The health check's channel-layer round trip works beside open sockets.
+    assert hub.request("GET", "/healthz")[0] == 200
 
     t = now_ms() - 10_000
     rfc = datetime.fromtimestamp((t + 1) / 1000, UTC).isoformat(timespec="milliseconds")
