@@ -166,6 +166,11 @@ class DjangoRow(Row):
         assert self.ws is not None
         return int(self.ws.last.get("readings", 0))
 
+    def ws_frames(self) -> dict[str, Any]:
+        """Return client 0's frames by type and the first frame of each type."""
+        assert self.ws is not None
+        return {"types": self.ws.last.get("types"), "samples": self.ws.last.get("samples")}
+
     async def stored_readings(self) -> int:
         """Return the raw readings in this row's table."""
         assert self.conn is not None
@@ -194,6 +199,7 @@ class HubRow(DjangoRow):
 
     name = "hub"
     counted = "readings committed (sum of 1-minute rollup counts, same transaction) ÷ 3"
+    memory_watch = ("bridge", "ingest")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -232,6 +238,24 @@ class HubRow(DjangoRow):
     def consumers(self) -> list[Child | None]:
         """Return the bridge, then the ingest worker."""
         return [self.bridge, self.ingest]
+
+    def profile_targets(self) -> dict[str, int]:
+        """Return the bridge and the ingest worker."""
+        assert self.bridge is not None and self.ingest is not None
+        return {"bridge": self.bridge.ps.pid, "ingest": self.ingest.ps.pid}
+
+    async def burst_check(self, since_ms: int) -> dict[str, Any]:
+        """Return the raw rows and distinct (device, metric, ts) with a ts since `since_ms`."""
+        assert self.conn is not None
+        cursor = await self.conn.execute(
+            "SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT device_id, metric, ts"
+            "   FROM telemetry_reading WHERE ts >= to_timestamp(%s / 1000.0)) AS d)"
+            " FROM telemetry_reading WHERE ts >= to_timestamp(%s / 1000.0)",
+            (since_ms, since_ms),
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        return {"raw": int(row[0]), "distinct": int(row[1])}
 
     async def consistency(self) -> dict[str, Any]:
         """Return the rollup totals, which must equal the raw row count."""

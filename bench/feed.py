@@ -20,21 +20,26 @@ class Feed:
         self.child = child
 
     @classmethod
-    async def start(cls, port: int, devices: int, uid_prefix: str, log: Path) -> Feed:
-        """Start the publisher and wait until every device is connected."""
+    async def start(
+        cls,
+        port: int,
+        devices: int,
+        uid_prefix: str,
+        log: Path,
+        credentials: Path | None = None,
+    ) -> Feed:
+        """Start the publisher and wait until every device is connected.
+
+        With `credentials` (JSON lines of uid and token) the devices are those of
+        the file and log in with username = uid, password = token.
+        """
+        argv = [PYTHON, "-m", "bench.publisher", "--port", str(port), "--devices", str(devices)]
+        argv += ["--uid-prefix", uid_prefix]
+        if credentials is not None:
+            argv += ["--credentials", str(credentials)]
         child = await Child.start(
             "publisher",
-            [
-                PYTHON,
-                "-m",
-                "bench.publisher",
-                "--port",
-                str(port),
-                "--devices",
-                str(devices),
-                "--uid-prefix",
-                uid_prefix,
-            ],
+            argv,
             control=True,
             log=log,
             cwd=ROOT,
@@ -51,6 +56,11 @@ class Feed:
     def acked(self) -> int:
         """Return the messages the broker has acknowledged (PUBACK) so far."""
         return int(self.child.last.get("acked", 0))
+
+    @property
+    def settled(self) -> bool:
+        """Return whether every message written so far has been acknowledged."""
+        return int(self.child.last.get("sent", 0)) <= self.acked
 
     @property
     def ahead_ms(self) -> int:

@@ -1,9 +1,10 @@
 """`make bench`: the hub's ingest against a bare paho ceiling and a naive consumer.
 
 Runs against the machine's PostgreSQL and Redis and a private Mosquitto started
-with the hub's documented configuration, one fresh broker per row. Prints one
-table, writes bench/results/<UTC time>.json and a PNG beside it. See
-bench/README.md for what is measured and how.
+with the hub's documented configuration, one fresh broker per row; the hub row
+adds a 200 000-message burst and a 2 x overload, and the embedded row runs
+`hub serve` alone. Prints one table, writes bench/results/<UTC time>.json and a
+PNG beside it. See bench/README.md for what is measured and how.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from typing import Any
 from bench import report
 from bench.ceiling import CeilingRow, mosquitto_sub_drain
 from bench.djangorows import HubRow, NaiveRow, hub_env, passed_through_settings
+from bench.embedded import EmbeddedRow
 from bench.feed import Feed
-from bench.procs import leftovers, stop_all
+from bench.procs import Child, leftovers, stop_all
+from bench.profile import collect_profiles, profile_text
 from bench.row import Row, RowContext
 from bench.runner import Plan, RowRunner
 from bench.services import ROOT, Databases, broker_start, database_seed
@@ -37,16 +40,18 @@ from bench.services import ROOT, Databases, broker_start, database_seed
 logger = logging.getLogger("bench")
 
 RESULTS = ROOT / "bench" / "results"
-ROWS = ("ceiling", "hub", "naive")
+ROWS = ("ceiling", "hub", "naive", "embedded")
 FULL = {
     "window": 20.0,
     "warmup": 4.0,
     "max_steps": 5,
     "refine": 1,
     "latency_window": 20.0,
-    "drain": {"ceiling": 200_000, "hub": 40_000, "naive": 3_000},
+    # The hub's drain is issue 3's 200 000-message burst; the embedded row has none.
+    "drain": {"ceiling": 200_000, "hub": 200_000, "naive": 3_000, "embedded": 0},
+    "overload": 60.0,
     "profile": 10.0,
-    "budget": 14.0,
+    "budget": 17.0,
 }
 QUICK = {
     "window": 6.0,
@@ -54,10 +59,13 @@ QUICK = {
     "max_steps": 3,
     "refine": 0,
     "latency_window": 8.0,
-    "drain": {"ceiling": 100_000, "hub": 20_000, "naive": 1_500},
+    "drain": {"ceiling": 100_000, "hub": 40_000, "naive": 1_500, "embedded": 0},
+    "overload": 20.0,
     "profile": 0.0,
-    "budget": 4.5,
+    "budget": 6.0,
 }
+# Issue 3: 5 000 readings/s from 100 devices = 1 667 msg/s; the ladder starts just above.
+EMBEDDED_RATES = (1700.0, 2100.0, 2600.0, 3200.0, 4000.0, 5000.0)
 LADDER = (0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 1.0, 1.15, 1.3)
 
 
@@ -94,22 +102,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tolerance", type=float, default=0.02, help="backlog slope allowed, share of rate"
     )
     parser.add_argument(
+        "--overload",
+        type=float,
+        metavar="S",
+        help="hub: seconds of 2 x the sustained rate (full: 60, quick: 20; 0 skips)",
+    )
+    parser.add_argument(
+        "--catch-up", type=float, default=120.0, help="seconds allowed to store the overload"
+    )
+    parser.add_argument(
+        "--embedded-devices", type=int, default=100, help="devices of the embedded row"
+    )
+    parser.add_argument(
+        "--embedded-rates",
+        type=floats,
+        default=list(EMBEDDED_RATES),
+        help="msg/s ladder of the embedded row (hub serve)",
+    )
+    parser.add_argument(
         "--profile",
         type=float,
         metavar="S",
-        help="py-spy the bridge and ingest for S s at the sustained rate (full: 10, quick: 0)",
+        help="py-spy bridge and ingest, and hub serve, for S s at the sustained rate "
+        "(full: 10, quick: 0)",
     )
     parser.add_argument(
         "--budget",
         type=float,
         metavar="MIN",
-        help="minutes for the whole run, shared by the rows (full: 14, quick: 4.5)",
+        help="minutes of ladder budget, shared by the rows (full: 17, quick: 6)",
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write results")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else FULL
-    for key in ("window", "warmup", "max_steps", "refine", "latency_window", "profile", "budget"):
+    keys = ("window", "warmup", "max_steps", "refine", "latency_window", "profile", "budget")
+    for key in (*keys, "overload"):
         if getattr(args, key) is None:
             setattr(args, key, defaults[key])
     drain = dict(defaults["drain"])
@@ -136,20 +164,28 @@ def plan_for(args: argparse.Namespace, row: str) -> Plan:
         refine=args.refine,
         latency_window_s=args.latency_window,
         drain_messages=args.drain[row],
-        rates=args.rates,
+        rates=args.embedded_rates if row == "embedded" else args.rates,
         tolerance=args.tolerance,
         profile_s=args.profile,
         budget_s=args.budget * 60 / len(args.rows),
+        profile_rate=args.embedded_rates[0] if row == "embedded" else 0.0,
+        overload_s=args.overload if row == "hub" else 0.0,
+        catch_up_s=args.catch_up,
     )
+
+
+def command_text(*argv: str) -> str:
+    """Return a command's whole output (stdout, else stderr), or '?'."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        return (done.stdout or done.stderr).strip()
+    return "?"
 
 
 def command_output(*argv: str) -> str:
     """Return a command's first output line, or '?' (version strings)."""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-        text = (done.stdout or done.stderr).strip()
-        return text.splitlines()[0] if text else "?"
-    return "?"
+    text = command_text(*argv)
+    return text.splitlines()[0] if text else "?"
 
 
 def environment() -> dict[str, Any]:
@@ -160,9 +196,10 @@ def environment() -> dict[str, Any]:
         "mosquitto": command_output("mosquitto", "-h"),
         "postgres": command_output("psql", "--version"),
         "commit": command_output("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"),
-        "dirty_files": len(
-            command_output("git", "-C", str(ROOT), "status", "--porcelain").splitlines()
-        ),
+        # Uncommitted changes are measured too (the machine's tree may be shared).
+        "dirty_files": command_text(
+            "git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"
+        ).splitlines(),
         "hub_settings": passed_through_settings(),
     }
 
@@ -171,14 +208,23 @@ async def run_row(
     name: str, args: argparse.Namespace, context: RowContext, seed: dict[str, str]
 ) -> dict[str, Any]:
     """Start a fresh broker and publisher, run one row, and stop everything it started."""
-    broker, port = await broker_start(context.workdir / f"{name}-mosquitto")
+    broker: Child | None = None
     feed = None
     row: Row | None = None
     result: dict[str, Any] = {"row": name, "errors": []}
+    log = context.workdir / f"{name}-publisher.log"
     try:
-        feed = await Feed.start(
-            port, args.devices, context.uid_prefix, context.workdir / f"{name}-publisher.log"
-        )
+        if name == "embedded":
+            # hub serve is its own broker; the publisher logs in as the registered devices.
+            row = EmbeddedRow(context, args.embedded_devices)
+            logger.info("[embedded] preparing %s devices and starting hub serve", row.devices)
+            await row.start()
+            feed = await Feed.start(
+                row.broker_port, row.devices, context.uid_prefix, log, row.credentials
+            )
+            return await run_measured(name, args, row, feed, None, result)
+        broker, port = await broker_start(context.workdir / f"{name}-mosquitto")
+        feed = await Feed.start(port, args.devices, context.uid_prefix, log)
         if name == "ceiling":
             row = CeilingRow(context, broker, port)
         else:
@@ -193,24 +239,38 @@ async def run_row(
             )
         logger.info("[%s] starting", name)
         await row.start()
-        reference = None
         if name == "ceiling":
             logger.info("[ceiling] mosquitto_sub reference drain")
-            reference = await mosquitto_sub_drain(port, feed, args.drain["ceiling"])
-        result = await RowRunner(row, feed, broker, plan_for(args, name)).run()
-        if reference is not None:
-            result["mosquitto_sub"] = reference
-        result["counted"] = row.counted
+            result["mosquitto_sub"] = await mosquitto_sub_drain(port, feed, args.drain["ceiling"])
+        return await run_measured(name, args, row, feed, broker, result)
     except Exception as error:
         logger.exception("[%s] failed", name)
         result["errors"].append(f"{type(error).__name__}: {error}")
+        return result
     finally:
         if row is not None:
             await row.stop()
         if feed is not None:
             await feed.child.stop()
-        await broker.stop()
-    return result
+        if broker is not None:
+            await broker.stop()
+
+
+async def run_measured(
+    name: str,
+    args: argparse.Namespace,
+    row: Row,
+    feed: Feed,
+    broker: Child | None,
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    """Run the row's phases; keep what run_row noted before (the C reference)."""
+    measured = await RowRunner(row, feed, broker, plan_for(args, name)).run()
+    measured["counted"] = row.counted
+    for key, value in result.items():
+        if key != "errors":
+            measured.setdefault(key, value)
+    return measured
 
 
 def make_workdir(run_id: str) -> Path:
@@ -264,7 +324,7 @@ async def run(args: argparse.Namespace, run_id: str, workdir: Path) -> dict[str,
         await asyncio.to_thread(databases.drop_all)
         results["seconds"] = time.monotonic() - clock
         results["workdir"] = str(workdir)
-        _collect_profiles(results, workdir, args.results, run_id)
+        collect_profiles(results, args.results, run_id)
         failed = any(row.get("errors") for row in results["rows"].values())
         results["workdir_kept"] = args.keep or failed
         if results["workdir_kept"]:
@@ -272,37 +332,6 @@ async def run(args: argparse.Namespace, run_id: str, workdir: Path) -> dict[str,
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     return results
-
-
-def _collect_profiles(results: dict[str, Any], workdir: Path, out: Path, run_id: str) -> None:
-    """Move py-spy outputs next to the results before the work folder goes."""
-    profile = (results["rows"].get("hub") or {}).get("profile") or {}
-    for item in profile.values():
-        if isinstance(item, dict) and item.get("file"):
-            source = Path(item["file"])
-            if source.exists():
-                out.mkdir(parents=True, exist_ok=True)
-                target = out / f"{run_id}-{source.name}"
-                shutil.move(source, target)
-                item["file"] = str(target)
-
-
-def profile_text(results: dict[str, Any]) -> str:
-    """Return the py-spy own-time rankings, if a profile was taken."""
-    profile = (results["rows"].get("hub") or {}).get("profile")
-    if not profile:
-        return ""
-    lines = [
-        "",
-        "py-spy, hub at its sustained rate: own time, share of busy samples (idle waits dropped)",
-    ]
-    for name, item in profile.items():
-        if "error" in item:
-            lines.append(f"  {name}: {item['error']}")
-            continue
-        lines.append(f"  {name} ({item['samples']} samples, busy {item['busy_share']:.0%}):")
-        lines += [f"    {share:6.1%}  {frame}" for frame, share in item["own"][:10]]
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

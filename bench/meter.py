@@ -37,9 +37,9 @@ def cpu_of(pid: int) -> float | None:
 
 
 class Meter:
-    """Measures the row's processes plus the broker and the publisher."""
+    """Measures the row's processes plus the broker (unless the row has its own) and publisher."""
 
-    def __init__(self, row: Row, broker: Child, publisher: Child) -> None:
+    def __init__(self, row: Row, broker: Child | None, publisher: Child) -> None:
         self.row = row
         self.broker = broker
         self.publisher = publisher
@@ -50,7 +50,10 @@ class Meter:
 
     def children(self) -> dict[str, Child]:
         """Return every process started for this row, by name."""
-        return {**self.row.measured(), "mosquitto": self.broker, "publisher": self.publisher}
+        children = {**self.row.measured(), "publisher": self.publisher}
+        if self.broker is not None:
+            children["mosquitto"] = self.broker
+        return children
 
     def track(self) -> None:
         """Note the CPU seconds of every measured process now (call it often)."""

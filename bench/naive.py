@@ -4,7 +4,8 @@ An aiomqtt subscriber that, for each MQTT message, decodes the JSON with the
 standard library, looks the device up, stores each reading with one ORM
 `Reading.objects.create()` (autocommit: one INSERT and one commit each) in one
 `database_sync_to_async` hop, and calls `group_send` once to the owner's group
-so the same live WebSocket consumer fans it out. It stores the same readings
+so the same live WebSocket consumer fans it out (the event as the hub's ingest
+renders it, with the hub's own helper). It stores the same readings
 in the same table as the hub but skips rollups, latest values and last_seen,
 which flatters it. paho (under aiomqtt) acknowledges QoS 1 on arrival and
 aiomqtt queues without bound, as in the tutorials.
@@ -34,9 +35,16 @@ from django.conf import settings  # noqa: E402
 
 from bridges.mqtt.config import BrokerAddress  # noqa: E402
 from devices.models import Device  # noqa: E402
-from telemetry.groups import owner_group  # noqa: E402
 from telemetry.models import Reading  # noqa: E402
 from telemetry.values import ms_to_datetime, value_to_columns  # noqa: E402
+
+# The live consumer's event is the hub's own: its group name and its rendering of
+# a device's readings are imported, so the comparator follows the hub's refactors.
+try:
+    from devices.dispatch import owner_group
+except ImportError:  # before the commands/presence change
+    from telemetry.groups import owner_group  # type: ignore[no-redef]
+from telemetry.ingest import rendered  # noqa: E402
 
 REPORT_S = 0.1
 
@@ -84,10 +92,11 @@ async def consume(broker: BrokerAddress, client_id: str, counts: Counts) -> None
             if owner_id is None:
                 continue
             counts.stored += len(doc["values"])
-            readings = [[doc["ts"], metric, value] for metric, value in doc["values"].items()]
-            await layer.group_send(
-                owner_group(owner_id), {"type": "telemetry.readings", "devices": {uid: readings}}
-            )
+            ts = int(doc["ts"])
+            readings = [(ts, metric, value) for metric, value in doc["values"].items()]
+            event = {"type": "telemetry.readings", "owner": owner_id}
+            event["readings"] = rendered({uid: readings})
+            await layer.group_send(owner_group(owner_id), event)
 
 
 async def report(counts: Counts) -> None:

@@ -1,4 +1,4 @@
-"""Sample hub processes with py-spy under load and rank functions by their own time."""
+"""py-spy the rows' Python processes under load; rank functions by their own time."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ async def py_spy_record(targets: dict[str, int], seconds: float, workdir: Path) 
     results: dict[str, Any] = {}
     jobs = {}
     for name, pid in targets.items():
-        output = workdir / f"py-spy-{name}.txt"
+        output = workdir / f"py-spy-{name.replace(' ', '-')}.txt"
         jobs[name] = (
             output,
             await asyncio.create_subprocess_exec(
@@ -98,6 +98,43 @@ async def py_spy_record(targets: dict[str, int], seconds: float, workdir: Path) 
             "file": str(output),
         }
     return results
+
+
+def profile_text(results: dict[str, Any]) -> str:
+    """Return the py-spy own-time rankings of every row that was profiled."""
+    lines = []
+    for row_name, row in results["rows"].items():
+        profile = row.get("profile")
+        if not profile:
+            continue
+        rate = row.get("profile_rate")
+        lines += [
+            "",
+            f"py-spy, {row_name} offered {rate:,.0f} msg/s: own time, share of busy samples "
+            "(idle waits dropped)"
+            if rate
+            else f"py-spy, {row_name}: own time, share of busy samples (idle waits dropped)",
+        ]
+        for name, item in profile.items():
+            if not isinstance(item, dict) or "error" in item:
+                lines.append(f"  {name}: {item.get('error') if isinstance(item, dict) else item}")
+                continue
+            lines.append(f"  {name} ({item['samples']} samples, busy {item['busy_share']:.0%}):")
+            lines += [f"    {share:6.1%}  {frame}" for frame, share in item["own"][:10]]
+    return "\n".join(lines)
+
+
+def collect_profiles(results: dict[str, Any], out: Path, run_id: str) -> None:
+    """Move py-spy outputs next to the results before the work folder goes."""
+    for row_name, row in results["rows"].items():
+        for item in (row.get("profile") or {}).values():
+            if isinstance(item, dict) and item.get("file"):
+                source = Path(item["file"])
+                if source.exists():
+                    out.mkdir(parents=True, exist_ok=True)
+                    target = out / f"{run_id}-{row_name}-{source.name}"
+                    shutil.move(source, target)
+                    item["file"] = str(target)
 
 
 if __name__ == "__main__":

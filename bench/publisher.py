@@ -12,6 +12,10 @@ is unique and its `ts` is its publish time:
 
     {"ts":1764139200123,"values":{"temperature":21.53,"humidity":45.2,"battery":3.871}}
 
+With --credentials (JSON lines of uid and token, as `hub device add` prints)
+each device logs in with username = uid and password = token, as the
+embedded broker of `hub serve` requires.
+
 Control is JSON lines on stdin (`{"cmd": "rate", "rate": R}` messages/s in total,
 `{"cmd": "burst", "count": N}` as fast as possible, `{"cmd": "quit"}`); a report
 `{"t", "sent", "acked", "ahead_ms", "target"}` goes to stdout every REPORT_S.
@@ -60,9 +64,20 @@ def mqtt_string(text: str) -> bytes:
     return len(data).to_bytes(2, "big") + data
 
 
-def connect_packet(client_id: str) -> bytes:
-    """Build a CONNECT for MQTT 3.1.1, clean session, no keepalive."""
-    body = mqtt_string("MQTT") + bytes([4, 0x02]) + (0).to_bytes(2, "big") + mqtt_string(client_id)
+def connect_packet(
+    client_id: str, username: str | None = None, password: str | None = None
+) -> bytes:
+    """Build a CONNECT for MQTT 3.1.1, clean session, no keepalive, optional login."""
+    flags = 0x02
+    login = b""
+    if username is not None:
+        flags |= 0x80
+        login += mqtt_string(username)
+        if password is not None:
+            flags |= 0x40
+            login += mqtt_string(password)
+    body = mqtt_string("MQTT") + bytes([4, flags]) + (0).to_bytes(2, "big") + mqtt_string(client_id)
+    body += login
     return b"\x10" + remaining_length(len(body)) + body
 
 
@@ -82,8 +97,9 @@ def value_tables(index: int) -> list[tuple[bytes, bytes, bytes]]:
 class DeviceLink(asyncio.Protocol):
     """One simulated device's connection: builds its packets and counts its PUBACKs."""
 
-    def __init__(self, uid: str, index: int) -> None:
+    def __init__(self, uid: str, index: int, token: str | None = None) -> None:
         self.uid = uid
+        self.token = token
         self.topic = mqtt_string(f"devices/{uid}/telemetry")
         self.values = value_tables(index)
         self.transport: asyncio.Transport | None = None
@@ -100,7 +116,8 @@ class DeviceLink(asyncio.Protocol):
         """Send CONNECT as soon as TCP is up."""
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        transport.write(connect_packet(f"bench-pub-{self.uid}"))
+        username = self.uid if self.token is not None else None
+        transport.write(connect_packet(f"bench-pub-{self.uid}", username, self.token))
 
     def data_received(self, data: bytes) -> None:
         """Take the CONNACK, then count 4-byte PUBACKs."""
@@ -247,8 +264,8 @@ async def main(args: argparse.Namespace) -> None:
     """Connect every device, then publish as told until quit or EOF."""
     loop = asyncio.get_running_loop()
     links = []
-    for index in range(args.devices):
-        link = DeviceLink(f"{args.uid_prefix}{index:04d}", index)
+    for index, (uid, token) in enumerate(devices(args)):
+        link = DeviceLink(uid, index, token)
         await loop.create_connection(lambda link=link: link, args.host, args.port)
         await link.connack
         links.append(link)
@@ -265,6 +282,15 @@ async def main(args: argparse.Namespace) -> None:
                 link.transport.close()
 
 
+def devices(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    """Return (uid, token) of each device: numbered uids, or those of --credentials."""
+    if args.credentials is None:
+        return [(f"{args.uid_prefix}{index:04d}", None) for index in range(args.devices)]
+    with open(args.credentials) as lines:
+        found = [json.loads(line) for line in lines if line.strip()]
+    return [(item["uid"], item["token"]) for item in found[: args.devices]]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Return the command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -272,6 +298,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--devices", type=int, default=50)
     parser.add_argument("--uid-prefix", default="bench-")
+    parser.add_argument(
+        "--credentials", help="JSON lines {uid, token}: log in as uid with the token as password"
+    )
     return parser.parse_args(argv)
 
 

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench.phasenotes import phase_notes
 from bench.row import READINGS_PER_MESSAGE
 
 ORDER = [
@@ -14,6 +15,7 @@ ORDER = [
     "bridge",
     "ingest",
     "naive",
+    "hub serve",
     "daphne",
     "ws-clients",
     "mosquitto",
@@ -27,7 +29,10 @@ ISSUE_FIGURES = (
     "issue 3 (drained backlog, same kind of machine): mosquitto_sub 115 k msg/s, bare paho "
     "65 k, aiomqtt 25 k; Node-RED 8.6 k per message, 19.9 k batched"
 )
-TARGETS = "targets: hub ≥ 0.5 x ceiling, ≥ 10 x naive, ≥ 19.9 k msg/s; p99 frame ≤ 100 ms"
+TARGETS = (
+    "targets: hub ≥ 0.5 x ceiling, ≥ 10 x naive, ≥ 19.9 k msg/s; p99 frame ≤ 100 ms; "
+    "embedded ≥ 5 000 readings/s"
+)
 
 
 def number(value: float | None, digits: int = 0) -> str:
@@ -153,6 +158,12 @@ def ratio(results: dict[str, Any], top: str, bottom: str) -> float | None:
     return float(a["consumed"] / b["consumed"])
 
 
+def frame_types(count: dict[str, Any]) -> str:
+    """Return client 0's frame counts by type, or 'none'."""
+    types = (count.get("ws_client0_frames") or {}).get("types") or {}
+    return ", ".join(f"{kind} {n:,}" for kind, n in sorted(types.items())) or "none"
+
+
 def footnotes(results: dict[str, Any]) -> list[str]:
     """Return the lines under the table: ratios, references, what was measured."""
     notes = []
@@ -176,10 +187,12 @@ def footnotes(results: dict[str, Any]) -> list[str]:
         "sustained = consumed rate at the highest offered rate whose backlog stays flat (grows "
         f"< {options['tolerance']:.0%} of the rate); ≥ = the publisher could not offer more;"
         f" * = other load used > {DISTURBED_CORES} cores meanwhile",
-        "drain: a backlog queued while the consumer was away, drained (10 %-90 % slope)",
+        "drain: a backlog queued while the consumer was away, drained (10 %-90 % slope); "
+        "the hub's is issue 3's burst, the embedded row has none (its broker is inside)",
         "commit: publish (device ts) → the inserting transaction visible in "
-        "pg_current_snapshot() polled every 10 ms (± 5 ms), sampled on 5 devices' rows;"
-        " frame: publish → arrival of the readings frame at WebSocket client 0;"
+        "pg_current_snapshot() polled every 10 ms (± 5 ms), sampled on 5 devices' rows"
+        " (SQLite, embedded: none); frame: publish → arrival of the readings frame at"
+        " WebSocket client 0;"
         " (a) ceiling: publish → delivery to the subscriber",
         "CPU s/10k rd: CPU seconds of each process per 10 000 readings consumed, over the "
         "best sustained window; 'other (not ours)' = the rest of the machine meanwhile",
@@ -188,6 +201,7 @@ def footnotes(results: dict[str, Any]) -> list[str]:
         "naive: one ORM create() per reading + one group_send per message; it skips rollups, "
         "latest values and last_seen (the hub does all three) and acknowledges on arrival",
     ]
+    notes += phase_notes(results)
     for name, row in results["rows"].items():
         for error in row.get("errors", []):
             notes.append(f"ERROR {name}: {error}")
@@ -201,7 +215,8 @@ def footnotes(results: dict[str, Any]) -> list[str]:
         if count.get("ws_client0_share") is not None:
             notes.append(
                 f"{name}: WebSocket client 0 received {count['ws_client0_share']:.1%} of the "
-                "stored readings (the live view may drop frames by design)"
+                "stored readings (the live view may drop frames by design); frames by type: "
+                + frame_types(count)
             )
         best = row.get("sustained") or {}
         if best.get("cpu_s"):

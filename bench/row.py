@@ -32,8 +32,13 @@ class Row(ABC):
     name = ""
     # What is counted as consumed, for the table's footnotes.
     counted = ""
+    # The broker is one of the row's own processes (hub serve): its acknowledgements
+    # falling short of the offered rate is the row falling behind.
+    broker_inside = False
+    # Processes whose RSS the burst and overload phases sample.
+    memory_watch: tuple[str, ...] = ()
 
-    def __init__(self, context: RowContext, broker: Child, broker_port: int) -> None:
+    def __init__(self, context: RowContext, broker: Child | None, broker_port: int) -> None:
         self.context = context
         self.broker = broker
         self.broker_port = broker_port
@@ -73,6 +78,17 @@ class Row(ABC):
     @abstractmethod
     async def stored_readings(self) -> int:
         """Return the readings stored (or received) so far, counted exactly."""
+
+    def profile_targets(self) -> dict[str, int]:
+        """Return the pids py-spy samples at the sustained rate (none: no profile)."""
+        return {}
+
+    async def burst_check(self, since_ms: int) -> dict[str, Any]:
+        """Return exact counts of the rows stored with a device ts at or after `since_ms`.
+
+        Keys `raw` and `distinct` (readings) are compared with the published count.
+        """
+        return {}
 
     async def consistency(self) -> dict[str, Any]:
         """Return extra end-of-row checks (rollup totals, error counts)."""

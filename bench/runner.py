@@ -16,8 +16,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bench.burst import drain_probe
 from bench.feed import Feed
 from bench.meter import Meter
+from bench.overload import overload_phase
 from bench.procs import Child
 from bench.row import READINGS_PER_MESSAGE, Row
 from bench.stats import slope
@@ -51,6 +53,12 @@ class Plan:
     tolerance: float = 0.02
     sample_s: float = 0.25
     profile_s: float = 0.0
+    # Profile at least at this rate (embedded: issue 3's target), where a row falls behind.
+    profile_rate: float = 0.0
+    # Overload (hub): factor x the sustained rate for overload_s, then catch_up_s at most.
+    overload_s: float = 0.0
+    overload_factor: float = 2.0
+    catch_up_s: float = 120.0
     # No new ladder step starts after this share of the row's time budget.
     budget_s: float = 300.0
     ladder_share: float = 0.65
@@ -59,7 +67,7 @@ class Plan:
 class RowRunner:
     """Drives one row with the publisher and records what happened."""
 
-    def __init__(self, row: Row, feed: Feed, broker: Child, plan: Plan) -> None:
+    def __init__(self, row: Row, feed: Feed, broker: Child | None, plan: Plan) -> None:
         self.row = row
         self.feed = feed
         self.plan = plan
@@ -96,6 +104,7 @@ class RowRunner:
     async def prime(self) -> None:
         """Publish single messages until the consumer takes one, then fix the counters' base."""
         for _ in range(PRIME_ATTEMPTS):
+            self.check()  # a consumer that died at start-up says so, not "never received"
             before = await self.row.consumed()
             acked = self.feed.acked
             self.feed.burst(1)
@@ -125,7 +134,8 @@ class RowRunner:
         started = time.monotonic()
         _, published, consumed = await self.sample()
         progress_at, best = time.monotonic(), consumed
-        while consumed < published:
+        # Settled: the publisher's last report counts every message it wrote as acknowledged.
+        while consumed < published or not self.feed.settled:
             await asyncio.sleep(0.1)
             _, published, consumed = await self.sample()
             if consumed > best:
@@ -137,40 +147,6 @@ class RowRunner:
         return time.monotonic() - started
 
     # Phases.
-
-    async def drain_probe(self) -> dict[str, Any]:
-        """Queue a backlog while the consumer is away, then time how fast it is drained."""
-        count = self.plan.drain_messages
-        await self.row.pause()
-        target = self.feed.acked + count
-        self.feed.burst(count)
-        queued_at = time.monotonic()
-        await self.feed.wait_acked(target, limit_s=max(60.0, count / 1000))
-        queued_s = time.monotonic() - queued_at
-        start = await self.row.consumed()
-        resumed_at = time.monotonic()
-        await self.row.resume()
-        points: list[tuple[float, float]] = []
-        progress_at, best = time.monotonic(), 0.0
-        while best < count:
-            await asyncio.sleep(0.1)
-            self.check()
-            done = await self.row.consumed() - start
-            points.append((time.monotonic(), done))
-            if done > best:
-                progress_at, best = time.monotonic(), done
-            elif time.monotonic() - progress_at > STALL_S:
-                raise RowFailed(f"drain stalled at {best:.0f} of {count}")
-        middle = [(t, n) for t, n in points if 0.1 * count <= n <= 0.9 * count]
-        rate = slope(middle) if len(middle) >= 3 else count / (points[-1][0] - resumed_at)
-        drain = {
-            "messages": count,
-            "queue_s": queued_s,
-            "rate": rate,
-            "total_s": points[-1][0] - resumed_at,
-        }
-        self.say(f"drained {count} queued messages at {rate:,.0f} msg/s")
-        return drain
 
     async def step(self, rate: float, *, latency: bool = False) -> dict[str, Any]:
         """Offer `rate` for warm-up + window, then drain; return the step's figures."""
@@ -195,8 +171,13 @@ class RowRunner:
         offered = (pub1 - pub0) / (t1 - t0)
         consumed = (con1 - con0) / (t1 - t0)
         growth = backlog_growth(backlog)
-        publisher_bound = offered < PUBLISHER_SHORTFALL * rate
-        flat = growth <= plan.tolerance * max(offered, 1.0)
+        short = offered < PUBLISHER_SHORTFALL * rate
+        # Where the broker is part of the row (hub serve), a broker that does not
+        # take what is offered is the row falling behind, not the publisher's limit.
+        publisher_bound = short and not self.row.broker_inside
+        flat = growth <= plan.tolerance * max(offered, 1.0) and not (
+            short and self.row.broker_inside
+        )
         cpu = self.meter.delta(cpu_start, cpu_end)
         readings = (con1 - con0) * READINGS_PER_MESSAGE
         result = {
@@ -221,7 +202,9 @@ class RowRunner:
             },
             "latency": latencies,
         }
-        verdict = ("flat" if flat else "grows") + (", publisher short" if publisher_bound else "")
+        verdict = ("flat" if flat else "grows") + (
+            ", publisher short" if publisher_bound else ", broker short" if short else ""
+        )
         self.say(
             f"offered {offered:,.0f} msg/s (asked {rate:,.0f}), consumed {consumed:,.0f}, "
             f"backlog {growth:+,.0f} msg/s → {verdict}; drained in {drain_s:.1f} s"
@@ -300,16 +283,23 @@ class RowRunner:
         started = self.started = time.monotonic()
         try:
             await self.prime()
-            result["drain"] = await self.drain_probe()
-            best = await self.ladder(result["drain"]["rate"])
+            base_rate = 0.0
+            if self.plan.drain_messages:
+                result["drain"] = await drain_probe(self)
+                base_rate = result["drain"]["rate"]
+            best = await self.ladder(base_rate)
             result["sustained"] = best
             if best is not None:
-                if self.plan.profile_s and self.row.name == "hub":
-                    result["profile"] = await self.profile(best["target"])
+                if self.plan.profile_s and self.row.profile_targets():
+                    rate = max(best["target"], self.plan.profile_rate)
+                    result["profile"] = await self.profile(rate)
+                    result["profile_rate"] = rate
                 await self.feed.wait_on_time()
                 latency_rate = best["offered"] / 2
                 self.say(f"latency at half the sustained rate: {latency_rate:,.0f} msg/s")
                 result["latency"] = await self.step(latency_rate, latency=True)
+                if self.plan.overload_s:
+                    result["overload"] = await overload_phase(self, best["consumed"])
         except RowFailed as error:
             self.say(f"FAILED: {error}")
             result["errors"].append(str(error))
@@ -320,11 +310,10 @@ class RowRunner:
         return result
 
     async def profile(self, rate: float) -> dict[str, Any]:
-        """Offer `rate` while py-spy samples the bridge and the ingest worker."""
+        """Offer `rate` while py-spy samples the row's own Python processes."""
         from bench.profile import py_spy_record
 
-        children = self.row.measured()
-        targets = {name: children[name].ps.pid for name in ("bridge", "ingest")}
+        targets = self.row.profile_targets()
         self.feed.rate(rate)
         await self.sleep_checked(self.plan.warmup_s)
         profiles = await py_spy_record(targets, self.plan.profile_s, self.row.context.workdir)
@@ -353,6 +342,7 @@ class RowRunner:
             total = await self.row.stored_readings()
             count["ws_client0_readings"] = ws_readings()
             count["ws_client0_share"] = ws_readings() / total if total else None
+            count["ws_client0_frames"] = self.row.ws_frames()  # type: ignore[attr-defined]
         self.say(
             f"stored {stored} of {published} published readings"
             + ("" if count["ok"] else f"  ← MISMATCH ({stored - published:+d})")

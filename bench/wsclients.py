@@ -1,10 +1,12 @@
 """K WebSocket clients of /ws/telemetry/, each subscribed to every device with `"*"`.
 
-Every client counts its frames; client 0 also decodes them, counts readings
-and, for each message (a distinct device `ts` in a frame), records publish →
-frame latency as arrival time minus `ts`. `{"t", "frames", "readings"}` goes to
-stdout every REPORT_S; `{"cmd": "mark"}` on stdin replies with client 0's
-latency percentiles since the previous mark.
+Every client counts its frames; client 0 also decodes them, counts them by
+type (keeping the first of each type, shortened, for diagnosis), counts
+readings and, for each message (a distinct device `ts` in a frame), records
+publish → frame latency as arrival time minus `ts`. `{"t", "frames",
+"readings", "types", "samples"}` goes to stdout every REPORT_S; `{"cmd":
+"mark"}` on stdin replies with client 0's latency percentiles since the
+previous mark.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class Clients:
     def __init__(self, count: int) -> None:
         self.frames = [0] * count
         self.readings = 0
+        # Client 0's frames by "type", and the first of each type (shortened), for diagnosis.
+        self.types: dict[str, int] = {}
+        self.samples: dict[str, str] = {}
         self.latencies: list[int] = []
         self.ready = 0
 
@@ -61,7 +66,12 @@ class Clients:
         """Count client 0's readings and note the latency of each message in the frame."""
         arrived = time.time_ns() // 1_000_000
         event = orjson.loads(frame)
-        if event.get("type") != "readings":
+        kind = str(event.get("type"))
+        self.types[kind] = self.types.get(kind, 0) + 1
+        if kind not in self.samples:
+            text = frame if isinstance(frame, str) else frame.decode(errors="replace")
+            self.samples[kind] = text[:300]
+        if kind != "readings" or "readings" not in event:
             return
         readings = event["readings"]
         self.readings += len(readings)
@@ -78,7 +88,15 @@ def emit(line: dict[str, Any]) -> None:
 async def report(clients: Clients) -> None:
     """Print the counters every REPORT_S."""
     while True:
-        emit({"t": time.time(), "frames": clients.frames, "readings": clients.readings})
+        emit(
+            {
+                "t": time.time(),
+                "frames": clients.frames,
+                "readings": clients.readings,
+                "types": clients.types,
+                "samples": clients.samples,
+            }
+        )
         await asyncio.sleep(REPORT_S)
 
 
