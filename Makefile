@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench services lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	scripts/assets.sh
 	touch $(STAMP)
 
 ## demo: the whole hub in one process with 20 simulated devices
@@ -22,6 +23,7 @@ services:
 
 ## test: dev dependencies, services, then the whole suite
 test: $(STAMP) services
+	scripts/chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest

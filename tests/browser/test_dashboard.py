@@ -201,6 +201,8 @@ def test_dashboard_shows_live_values_history_and_reconnects(hub: Hub) -> None:
         expect(row.locator('[data-metric="temperature"] b')).to_have_text("42.5")
         expect(row.locator(".state")).to_have_text("online")
         expect(row.locator(".seen")).to_have_text(re.compile(r"just now|\d+ s ago"))
+        expect(row.locator(".spark-label")).to_have_text("temperature")
+        expect(row.locator(".spark-plot")).to_have_attribute("data-points", re.compile(r"^[1-9]"))
 
         # A device registered after the page loaded gets a row with its first reading.
         cellar = register(server, api, "cellar-2", "Wine cellar")

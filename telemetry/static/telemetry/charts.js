@@ -36,6 +36,11 @@ export class SeriesBuffer {
     return true;
   }
 
+  /** Add a point, or replace the value of the point at that instant. */
+  put(ms, value) {
+    if (!this.add(ms, value)) this.ys[this.indexOf(ms / 1000)] = value;
+  }
+
   /** Drop the points before `ms`. */
   trim(ms) {
     this.dropFirst(this.indexOf(ms / 1000));
@@ -84,19 +89,6 @@ function slidingRange(windowMs) {
   };
 }
 
-const clockTime = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-const clockSeconds = new Intl.DateTimeFormat(undefined, {
-  hour: "2-digit",
-  minute: "2-digit",
-  second: "2-digit",
-});
-
-/** Tick labels of a live chart: wall-clock time, with seconds when ticks are that close. */
-function clockTicks(u, splits, axisIndex, space, increment) {
-  const format = increment < 60 ? clockSeconds : clockTime;
-  return splits.map((split) => format.format(new Date(split * 1000)));
-}
-
 const valueLabel = (u, value) => (value == null ? "–" : formatValue(value));
 
 /**
@@ -141,7 +133,10 @@ export function sparkline(element, buffer, { windowMs, width = 120, height = 28 
     legend: { show: false },
     scales: { x: { time: false, range: slidingRange(windowMs) } },
     axes: [{ show: false }, { show: false }],
-    series: [{}, { stroke: ACCENT, width: 1.25, fill: ACCENT_FILL, points: { ...POINTS, size: 3 } }],
+    series: [
+      {},
+      { stroke: ACCENT, width: 1.25, fill: ACCENT_FILL, points: { ...POINTS, size: 3 } },
+    ],
   };
   return new uPlot(options, [buffer.xs, buffer.ys], element);
 }
@@ -153,7 +148,7 @@ export function liveChart(element, buffer, { label, windowMs, height = 170 }) {
     height,
     scales: { x: { time: true, range: slidingRange(windowMs) } },
     axes: [
-      { stroke: AXIS, grid: GRID, ticks: GRID, space: 70, values: clockTicks },
+      { stroke: AXIS, grid: GRID, ticks: GRID, space: 80 },
       { stroke: AXIS, grid: GRID, ticks: GRID, size: 56 },
     ],
     legend: { show: false }, // the caption shows the latest value
@@ -186,7 +181,10 @@ export function intervalMs(text) {
  */
 export function seriesColumns(points, bucketMs) {
   const times = points.map((point) => Date.parse(point.ts));
-  const spacings = times.slice(1).map((ms, i) => ms - times[i]).sort((a, b) => a - b);
+  const spacings = times
+    .slice(1)
+    .map((ms, i) => ms - times[i])
+    .sort((a, b) => a - b);
   const usual = spacings.length ? spacings[spacings.length >> 1] : 0;
   const gap = 3 * Math.max(bucketMs || 0, usual);
   const columns = [[], [], [], []];

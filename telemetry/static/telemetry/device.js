@@ -2,8 +2,23 @@
 // chart (min–max band, average line) of 1 h / 24 h / 7 d from /series/ with a CSV export.
 
 import { deviceUrl, getJSON, query, readingsSince } from "./api.js";
-import { SeriesBuffer, historyChart, intervalMs, liveChart, redraw, seriesColumns } from "./charts.js";
-import { formatAgo, formatTime, formatValue, isNumeric, now, parseTs, syncClock } from "./format.js";
+import {
+  SeriesBuffer,
+  historyChart,
+  intervalMs,
+  liveChart,
+  redraw,
+  seriesColumns,
+} from "./charts.js";
+import {
+  formatAgo,
+  formatTime,
+  formatValue,
+  isNumeric,
+  now,
+  parseTs,
+  syncClock,
+} from "./format.js";
 import { LiveSocket, showConnection } from "./socket.js";
 
 const LIVE_WINDOW_MS = 10 * 60 * 1000;
@@ -73,6 +88,8 @@ function backfill(start) {
   return readingsSince(uid, Math.round(start), (results) => ingest(results, { live: false }));
 }
 
+let fills = 0; // gap fills done, shown as data-fills on the live charts
+
 function onSubscribed(frame, { reconnected }) {
   if (!reconnected) return;
   // Frames sent while the socket was down are lost; REST has them (inclusive start, deduplicated).
@@ -91,7 +108,6 @@ function onSubscribed(frame, { reconnected }) {
     })
     .catch((error) => console.warn("device state:", error.message));
 }
-let fills = 0;
 
 // --- DOM, batched per animation frame --------------------------------------------
 
@@ -133,7 +149,10 @@ function renderSeen() {
 
 function insertSorted(parent, node, key, keys) {
   const after = [...keys].sort().find((other) => other > key);
-  parent.insertBefore(node, after ? parent.querySelector(`[data-metric="${CSS.escape(after)}"]`) : null);
+  parent.insertBefore(
+    node,
+    after ? parent.querySelector(`[data-metric="${CSS.escape(after)}"]`) : null,
+  );
 }
 
 function renderLatest(metric) {

@@ -1,16 +1,22 @@
 // Fleet page: every own device with its state, last seen, latest values and a sparkline,
 // live over one socket subscribed to "*". DOM changes are batched once per animation frame.
 
-import { deviceUrl, getJSON, query } from "./api.js";
+import { deviceUrl, getJSON } from "./api.js";
 import { SeriesBuffer, redraw, sparkline } from "./charts.js";
-import { formatAgo, formatTime, formatValue, isNumeric, now, parseTs, syncClock } from "./format.js";
+import {
+  formatAgo,
+  formatTime,
+  formatValue,
+  isNumeric,
+  now,
+  parseTs,
+  syncClock,
+} from "./format.js";
 import { LiveSocket, showConnection } from "./socket.js";
+import { seedSparkline, sparkAdd } from "./sparkdata.js";
 
 const SPARK_WINDOW_MS = 10 * 60 * 1000;
-const SPARK_POINTS = 600;
-const SPARK_SEED_POINTS = 60;
-// Sparkline seeds are fetched for rows scrolled into view, a few at a time.
-const SEED_CONCURRENCY = 4;
+const SPARK_POINTS = 120; // 10-s averages (sparkdata.js): two windows' worth
 // Visible sparklines slide with time even without new readings.
 const SLIDE_EVERY_S = 5;
 
@@ -36,6 +42,7 @@ function addDevice(info) {
     stateChanged: true,
     sparkMetric: null,
     spark: new SeriesBuffer(SPARK_POINTS),
+    sparkBucket: null,
     sparkPlot: null,
     sparkDirty: false,
     seeded: false,
@@ -43,6 +50,7 @@ function addDevice(info) {
   };
   device.row = buildRow(device);
   devices.set(device.uid, device);
+  countsChanged = true;
   mergeLatest(device, info.latest || {});
   insertRow(device);
   return device;
@@ -69,7 +77,7 @@ function chooseSparkMetric(device) {
   if (!numeric.length) return;
   device.sparkMetric = numeric.map(([metric]) => metric).sort()[0];
   device.row.sparkLabel.textContent = device.sparkMetric;
-  if (device.visible) seedSpark(device);
+  if (device.visible) seedSparkline(device, SPARK_WINDOW_MS);
 }
 
 function setOnline(device, online) {
@@ -107,7 +115,7 @@ function onFrame(frame) {
       updateLatest(device, reading.metric, ms, reading.value);
       if (!device.sparkMetric && isNumeric(reading.value)) chooseSparkMetric(device);
       if (reading.metric === device.sparkMetric && isNumeric(reading.value)) {
-        device.sparkDirty = device.spark.add(ms, reading.value) || device.sparkDirty;
+        device.sparkDirty = sparkAdd(device, ms, reading.value) || device.sparkDirty;
       }
     }
     touch(device);
@@ -188,13 +196,10 @@ function buildRow(device) {
 }
 
 function insertRow(device) {
-  const rows = tbody.children;
+  // Rows are in uid order; the page's own devices come sorted, so they append.
   let before = null;
-  for (const tr of rows) {
-    if (tr.dataset.device > device.uid) {
-      before = tr;
-      break;
-    }
+  if (tbody.lastElementChild && tbody.lastElementChild.dataset.device > device.uid) {
+    before = [...tbody.children].find((tr) => tr.dataset.device > device.uid);
   }
   tbody.insertBefore(device.row.tr, before);
   applyFilterTo(device);
@@ -237,7 +242,6 @@ function render(device) {
     row.name.textContent = device.name;
     row.stateText.textContent = device.online ? "online" : "offline";
     row.tr.classList.toggle("offline", !device.online);
-    renderSeen(device);
     applyFilterTo(device);
   }
   for (const metric of device.changed) {
@@ -323,7 +327,7 @@ filterBox.addEventListener("input", () => {
   showNoMatch();
 });
 
-// --- rows in view: their changes are drawn, their sparklines made and seeded ------
+// --- rows in view: their changes are drawn, their sparklines made and seeded (sparkdata.js)
 
 const byRow = new WeakMap();
 const rowObserver = new IntersectionObserver(
@@ -335,50 +339,15 @@ const rowObserver = new IntersectionObserver(
       if (!device.visible) continue;
       if (offscreen.delete(device)) touch(device);
       if (!device.sparkPlot) {
-        device.sparkPlot = sparkline(device.row.sparkPlot, device.spark, { windowMs: SPARK_WINDOW_MS });
-        seedSpark(device);
+        device.sparkPlot = sparkline(device.row.sparkPlot, device.spark, {
+          windowMs: SPARK_WINDOW_MS,
+        });
+        seedSparkline(device, SPARK_WINDOW_MS);
       }
     }
   },
   { rootMargin: "200px" },
 );
-
-const seedQueue = [];
-let seedsRunning = 0;
-
-function seedSpark(device) {
-  if (device.seeded || !device.sparkMetric) return;
-  device.seeded = true;
-  seedQueue.push(device);
-  pumpSeeds();
-}
-
-function pumpSeeds() {
-  while (seedsRunning < SEED_CONCURRENCY && seedQueue.length) {
-    const device = seedQueue.shift();
-    seedsRunning += 1;
-    const start = Math.round(now() - SPARK_WINDOW_MS);
-    const params = query({ metric: device.sparkMetric, start, points: SPARK_SEED_POINTS });
-    getJSON(`${deviceUrl(device.uid)}series/?${params}`)
-      .then((body) => {
-        // Buckets only before the first live point, so the line does not zig-zag between both.
-        const firstLive = device.spark.firstMs ?? Infinity;
-        for (const point of body.points) {
-          const ms = parseTs(point.ts);
-          if (ms < firstLive && point.avg != null) device.spark.add(ms, point.avg);
-        }
-        device.sparkDirty = true;
-      })
-      .catch((error) => {
-        device.seeded = false;
-        console.warn(`sparkline of ${device.uid}:`, error.message);
-      })
-      .finally(() => {
-        seedsRunning -= 1;
-        pumpSeeds();
-      });
-  }
-}
 
 let ticks = 0;
 function tick() {
@@ -388,7 +357,7 @@ function tick() {
   for (const device of devices.values()) {
     if (!device.visible) continue;
     renderSeen(device);
-    if (device.sparkPlot && device.visible && (device.sparkDirty || slide)) {
+    if (device.sparkPlot && (device.sparkDirty || slide)) {
       device.spark.trim(horizon);
       redraw(device.sparkPlot, device.spark);
       device.sparkDirty = false;

@@ -19,7 +19,10 @@ export function parseTs(text) {
   return Number.isNaN(ms) ? null : ms;
 }
 
-const numberFormat = new Intl.NumberFormat("en-US", { maximumFractionDigits: 3, useGrouping: false });
+const numberFormat = new Intl.NumberFormat("en-US", {
+  maximumFractionDigits: 3,
+  useGrouping: false,
+});
 
 /** Show a reading's value as the device sent it: numbers trimmed, booleans and strings as text. */
 export function formatValue(value) {
