@@ -8,6 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.urls import reverse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import NotFound, ValidationError
@@ -15,15 +16,21 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle, ScopedRateThrottle
 from rest_framework.views import APIView
 
 from devices.models import Device
 from devices.selectors import device_get, device_list
 from devices.serializers import (
     DUPLICATE_UID_MESSAGE,
+    CredentialsSerializer,
+    DeviceCreatedSerializer,
     DeviceCreateSerializer,
     DeviceSerializer,
+    DeviceTokenSerializer,
     DeviceUpdateSerializer,
+    TokenSerializer,
+    error_responses,
 )
 from devices.services import device_delete, device_register, device_rotate_token, device_update
 
@@ -49,10 +56,60 @@ def own_device(request: Request, uid: str) -> Device:
     return device
 
 
+UID_PARAMETER = OpenApiParameter(
+    "uid",
+    str,
+    OpenApiParameter.PATH,
+    description="The device's uid; another user's device is 404.",
+    examples=[OpenApiExample("boiler", value="boiler-1")],
+)
+FORMAT_PARAMETER = OpenApiParameter(
+    "format", str, enum=["json"], description="`json` forces JSON whatever `Accept` says."
+)
+DEVICE_EXAMPLE = {
+    "uid": "boiler-1",
+    "name": "Boiler room",
+    "active": True,
+    "online": True,
+    "last_seen": "2026-11-26T06:40:00.123Z",
+    "created": "2026-11-20T09:00:00.000Z",
+}
+
+
 class TokenObtainView(ObtainAuthToken):
     """POST username and password, get the user's API token."""
 
     content_negotiation_class = FormatParamNegotiation
+    # Guessing passwords is throttled per address, more strictly than other requests.
+    throttle_classes = [AnonRateThrottle, ScopedRateThrottle]
+    throttle_scope = "token"
+
+    @extend_schema(
+        operation_id="auth_token",
+        summary="Get your API token",
+        description="Send it as `Authorization: Token <token>`. Throttled per address "
+        "(HUB_THROTTLE_TOKEN).",
+        request=CredentialsSerializer,
+        responses={
+            200: OpenApiResponse(TokenSerializer, description="The user's API token."),
+            **error_responses(400, 429),
+        },
+        examples=[
+            OpenApiExample(
+                "credentials", value={"username": "alice", "password": "…"}, request_only=True
+            ),
+            OpenApiExample(
+                "token",
+                value={"token": "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b"},
+                response_only=True,
+            ),
+        ],
+        parameters=[FORMAT_PARAMETER],
+        auth=[],
+        tags=["auth"],
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)
 
 
 class DeviceListView(APIView):
@@ -60,10 +117,46 @@ class DeviceListView(APIView):
 
     content_negotiation_class = FormatParamNegotiation
 
+    @extend_schema(
+        operation_id="devices_list",
+        summary="Your devices",
+        parameters=[FORMAT_PARAMETER],
+        responses={
+            200: OpenApiResponse(DeviceSerializer(many=True), description="By uid."),
+            **error_responses(400, 401, 429),
+        },
+        examples=[OpenApiExample("one device", value=[DEVICE_EXAMPLE], response_only=True)],
+        tags=["devices"],
+    )
     def get(self, request: Request) -> Response:
         devices = device_list(owner=request.user)
         return Response(DeviceSerializer(devices, many=True).data)
 
+    @extend_schema(
+        operation_id="devices_create",
+        summary="Register a device",
+        description="The response carries the device's token (its MQTT password) this once.",
+        parameters=[FORMAT_PARAMETER],
+        request=DeviceCreateSerializer,
+        responses={
+            201: OpenApiResponse(
+                DeviceCreatedSerializer, description="Registered; `token` is shown this once."
+            ),
+            **error_responses(400, 401, 403, 429),
+        },
+        examples=[
+            OpenApiExample(
+                "register", value={"uid": "boiler-1", "name": "Boiler room"}, request_only=True
+            ),
+            OpenApiExample(
+                "registered",
+                value={**DEVICE_EXAMPLE, "online": False, "last_seen": None, "token": "…"},
+                response_only=True,
+                status_codes=["201"],
+            ),
+        ],
+        tags=["devices"],
+    )
     def post(self, request: Request) -> Response:
         serializer = DeviceCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -85,9 +178,37 @@ class DeviceDetailView(APIView):
 
     content_negotiation_class = FormatParamNegotiation
 
+    @extend_schema(
+        operation_id="devices_retrieve",
+        summary="One of your devices",
+        parameters=[UID_PARAMETER, FORMAT_PARAMETER],
+        responses={
+            200: OpenApiResponse(DeviceSerializer, description="The device."),
+            **error_responses(400, 401, 404, 429),
+        },
+        examples=[OpenApiExample("device", value=DEVICE_EXAMPLE, response_only=True)],
+        tags=["devices"],
+    )
     def get(self, request: Request, uid: str) -> Response:
         return Response(DeviceSerializer(own_device(request, uid)).data)
 
+    @extend_schema(
+        operation_id="devices_update",
+        summary="Rename, disable or enable a device",
+        description="A disabled device's messages are ignored (and counted).",
+        parameters=[UID_PARAMETER, FORMAT_PARAMETER],
+        request=DeviceUpdateSerializer,
+        responses={
+            200: OpenApiResponse(
+                DeviceSerializer,
+                description="The device as changed.",
+                examples=[OpenApiExample("renamed", value={**DEVICE_EXAMPLE, "name": "Boiler 1"})],
+            ),
+            **error_responses(400, 401, 403, 404, 429),
+        },
+        examples=[OpenApiExample("rename", value={"name": "Boiler 1"}, request_only=True)],
+        tags=["devices"],
+    )
     def patch(self, request: Request, uid: str) -> Response:
         device = own_device(request, uid)
         serializer = DeviceUpdateSerializer(data=request.data)
@@ -95,6 +216,16 @@ class DeviceDetailView(APIView):
         device = device_update(device=device, **serializer.validated_data)
         return Response(DeviceSerializer(device).data)
 
+    @extend_schema(
+        operation_id="devices_destroy",
+        summary="Delete a device and its history",
+        parameters=[UID_PARAMETER, FORMAT_PARAMETER],
+        responses={
+            204: OpenApiResponse(None, description="Deleted, with all its readings."),
+            **error_responses(400, 401, 403, 404, 429),
+        },
+        tags=["devices"],
+    )
     def delete(self, request: Request, uid: str) -> Response:
         device_delete(device=own_device(request, uid))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -105,6 +236,26 @@ class DeviceRotateTokenView(APIView):
 
     content_negotiation_class = FormatParamNegotiation
 
+    @extend_schema(
+        operation_id="devices_rotate_token",
+        summary="Give a device a new token",
+        description="The new token is shown once; the old one stops working at once.",
+        parameters=[UID_PARAMETER, FORMAT_PARAMETER],
+        request=None,
+        responses={
+            200: OpenApiResponse(
+                DeviceTokenSerializer,
+                description="The new token.",
+                examples=[
+                    OpenApiExample(
+                        "new token", value={"uid": "boiler-1", "token": "Zq3…"}, response_only=True
+                    )
+                ],
+            ),
+            **error_responses(400, 401, 403, 404, 429),
+        },
+        tags=["devices"],
+    )
     def post(self, request: Request, uid: str) -> Response:
         device = own_device(request, uid)
         token = device_rotate_token(device=device)

@@ -1,7 +1,8 @@
-"""Root URLs: admin, login, REST API, health and pages."""
+"""Root URLs: admin, login, REST API and its OpenAPI docs, health and pages."""
 
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from hub.health import health
 
@@ -10,6 +11,9 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/v1/", include("devices.urls")),
     path("api/v1/", include("telemetry.urls")),
+    # The OpenAPI document and Swagger UI over it (static files from drf-spectacular-sidecar).
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("healthz", health, name="healthz"),
     path("", include("telemetry.pages")),
 ]

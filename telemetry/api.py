@@ -11,32 +11,51 @@ from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponseBase, StreamingHttpResponse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from devices.serializers import error_responses
 from devices.views import FormatParamNegotiation, own_device
 from telemetry.selectors import (
-    ReadingRow,
+    ReadingText,
     datetime_to_us,
-    format_datetime,
     latest_for_device,
     latest_for_owner,
     readings_page,
     readings_stream,
     series_for_device,
+    units_for_device,
 )
 from telemetry.serializers import (
+    DEFAULT_READINGS_LIMIT,
+    DEVICE_LATEST_SCHEMA,
+    FLEET_LATEST_SCHEMA,
+    MAX_LATEST_DEVICES,
+    MAX_READINGS_LIMIT,
+    MAX_SERIES_METRICS,
     LatestQuerySerializer,
+    ReadingsPageSerializer,
     ReadingsQuerySerializer,
+    SeriesListSerializer,
     SeriesQuerySerializer,
+    SeriesSerializer,
     encode_cursor,
     latest_json,
     query_data,
     reading_json,
     series_json,
 )
+from telemetry.series import DEFAULT_POINTS, MAX_BUCKETS, MAX_POINTS
 from telemetry.values import WireValue, datetime_to_ms
 
 CSV_ROWS_PER_CHUNK = 2000
@@ -81,9 +100,68 @@ def now_ms() -> int:
     return datetime_to_ms(timezone.now())
 
 
+# OpenAPI: the parameters and responses the views below document.
+
+UID_PARAMETER = OpenApiParameter(
+    "uid",
+    str,
+    OpenApiParameter.PATH,
+    description="The device's uid; another user's device is 404.",
+    examples=[OpenApiExample("boiler", value="boiler-1")],
+)
+START = OpenApiParameter(
+    "start",
+    str,
+    description="Range start (inclusive): RFC 3339 with a zone or epoch milliseconds. "
+    "Default: one hour before `end`.",
+    examples=[
+        OpenApiExample("RFC 3339", value="2026-11-26T06:00:00Z"),
+        OpenApiExample("epoch ms", value="1764136800000"),
+    ],
+)
+END = OpenApiParameter(
+    "end",
+    str,
+    description="Range end (exclusive): RFC 3339 with a zone or epoch milliseconds. Default: now.",
+    examples=[OpenApiExample("RFC 3339", value="2026-11-26T07:00:00Z")],
+)
+FORMAT_JSON = OpenApiParameter(
+    "format", str, enum=["json"], description="`json` forces JSON whatever `Accept` says."
+)
+LATEST_EXAMPLE = {
+    "temperature": {"ts": "2026-11-26T06:40:00.123Z", "value": 21.5, "unit": "Cel"},
+    "door_open": {"ts": "2026-11-26T06:39:58.000Z", "value": False, "unit": None},
+}
+POINT_EXAMPLE = {
+    "ts": "2026-11-26T06:00:00.000Z",
+    "count": 60,
+    "avg": 21.4,
+    "min": 20.9,
+    "max": 21.8,
+    "first": 21.0,
+    "last": 21.7,
+}
+
+
 class DeviceLatestView(HistoryView):
     """GET the newest value of each metric of one device."""
 
+    @extend_schema(
+        operation_id="device_latest",
+        summary="Latest value of each metric of a device",
+        description="`{metric: {ts, value, unit}}`; `unit` is the last one the device gave "
+        "(SenML), else null. A device that never reported gives `{}`.",
+        parameters=[UID_PARAMETER, FORMAT_JSON],
+        responses={
+            200: OpenApiResponse(
+                DEVICE_LATEST_SCHEMA,
+                description="Each metric's newest reading.",
+                examples=[OpenApiExample("two metrics", value=LATEST_EXAMPLE)],
+            ),
+            **error_responses(400, 401, 404, 429),
+        },
+        tags=["history"],
+    )
     def get(self, request: Request, uid: str) -> Response:
         device = own_device(request, uid)
         return Response(latest_json(latest_for_device(device=device)))
@@ -92,6 +170,31 @@ class DeviceLatestView(HistoryView):
 class LatestView(HistoryView):
     """GET the newest values of several own devices (default all) in one call."""
 
+    @extend_schema(
+        operation_id="fleet_latest",
+        summary="Latest values of several devices",
+        description="`{uid: {metric: {ts, value, unit}}}` for the user's devices in one "
+        "query; unknown uids and other users' devices are left out.",
+        parameters=[
+            OpenApiParameter(
+                "devices",
+                str,
+                description=f"Comma-separated uids (at most {MAX_LATEST_DEVICES}); "
+                "default: every own device.",
+                examples=[OpenApiExample("two devices", value="boiler-1,boiler-2")],
+            ),
+            FORMAT_JSON,
+        ],
+        responses={
+            200: OpenApiResponse(
+                FLEET_LATEST_SCHEMA,
+                description="Each device's latest values.",
+                examples=[OpenApiExample("one device", value={"boiler-1": LATEST_EXAMPLE})],
+            ),
+            **error_responses(400, 401, 429),
+        },
+        tags=["history"],
+    )
     def get(self, request: Request) -> Response:
         query = LatestQuerySerializer(data=query_data(request.query_params))
         query.is_valid(raise_exception=True)
@@ -104,6 +207,68 @@ class ReadingsView(HistoryView):
 
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
 
+    @extend_schema(
+        operation_id="device_readings",
+        summary="Raw readings of a device",
+        description="Readings in [start, end) ordered by (ts, metric), ascending or with "
+        "`order=desc` newest first. JSON comes in pages: follow `next`, which pins the "
+        "range; the cursor is a position, so readings stored meanwhile are never repeated "
+        "nor skipped ahead of it. `format=csv` or `Accept: text/csv` streams every reading "
+        "of the range as `ts,metric,value` (no pages, `limit` ignored).",
+        parameters=[
+            UID_PARAMETER,
+            OpenApiParameter("metric", str, description="Only this metric."),
+            START,
+            END,
+            OpenApiParameter(
+                "order", str, enum=["asc", "desc"], default="asc", description="By ts."
+            ),
+            OpenApiParameter(
+                "limit",
+                int,
+                default=DEFAULT_READINGS_LIMIT,
+                description=f"Readings per page, 1 to {MAX_READINGS_LIMIT}.",
+            ),
+            OpenApiParameter("cursor", str, description="Opaque; use the `next` link as given."),
+            OpenApiParameter(
+                "format",
+                str,
+                enum=["json", "csv"],
+                description="`csv` streams the whole range as CSV.",
+            ),
+        ],
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                ReadingsPageSerializer,
+                description="A page of readings.",
+                examples=[
+                    OpenApiExample(
+                        "a page",
+                        value={
+                            "next": "https://hub.example/api/v1/devices/boiler-1/readings/"
+                            "?cursor=WzE3NjQxMzY4MDAwMDAwMDAsInQiXQ&start=1764136800000"
+                            "&end=1764140400000",
+                            "results": [
+                                {"ts": "2026-11-26T06:00:00.000Z", "metric": "t", "value": 21.5}
+                            ],
+                        },
+                    )
+                ],
+            ),
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="Every reading of the range, streamed.",
+                examples=[
+                    OpenApiExample(
+                        "CSV",
+                        value="ts,metric,value\r\n2026-11-26T06:00:00.000Z,t,21.5\r\n",
+                    )
+                ],
+            ),
+            **error_responses(400, 401, 404, 429),
+        },
+        tags=["history"],
+    )
     def get(self, request: Request, uid: str) -> HttpResponseBase:
         device = own_device(request, uid)
         query = ReadingsQuerySerializer(
@@ -117,6 +282,7 @@ class ReadingsView(HistoryView):
             "start_ms": params["start"],
             "end_ms": params["end"],
             "after": params.get("cursor"),
+            "descending": params["order"] == "desc",
         }
         if isinstance(request.accepted_renderer, CSVRenderer):
             # The whole range, no pages: `limit` does not apply.
@@ -140,6 +306,111 @@ class ReadingsView(HistoryView):
 class SeriesView(HistoryView):
     """GET time buckets (count, avg, min, max, first, last) of one or more metrics."""
 
+    @extend_schema(
+        operation_id="device_series",
+        summary="Time buckets of one or more metrics",
+        description="Buckets overlapping [start, end), each aggregating every numeric "
+        "reading inside it (booleans count as 0 and 1, strings are left out), so the "
+        "first and last may reach outside the range. Buckets follow the local clock of "
+        "`tz`: `1d` is a calendar day (23 or 25 hours across a daylight-saving change), "
+        "`1w` starts on Monday, `1mo` on the 1st. Read from hourly or minute rollups "
+        "whenever the bucket bounds allow, so cost grows with the number of buckets. "
+        "One metric gives `{metric, interval, unit, points}`; `metric=a,b` gives "
+        "`{series: [...]}` in the order asked.",
+        parameters=[
+            UID_PARAMETER,
+            OpenApiParameter(
+                "metric",
+                str,
+                required=True,
+                description=f"A metric, or up to {MAX_SERIES_METRICS} comma-separated.",
+                examples=[
+                    OpenApiExample("one", value="temperature"),
+                    OpenApiExample("several", value="temperature,humidity"),
+                ],
+            ),
+            START,
+            END,
+            OpenApiParameter(
+                "interval",
+                str,
+                description="Bucket width: 10s to 1d dividing a day (10s, 1m, 15m, 1h, 6h, "
+                f"1d, …), or 1w or 1mo; at most {MAX_BUCKETS} buckets.",
+                examples=[
+                    OpenApiExample("quarter hours", value="15m"),
+                    OpenApiExample("calendar months", value="1mo"),
+                ],
+            ),
+            OpenApiParameter(
+                "points",
+                int,
+                description="Instead of `interval`: the smallest of 10s, 15s, 30s, 1m, 2m, "
+                "5m, 10m, 15m, 30m, 1h, 2h, 3h, 6h, 12h, 1d, 1w, 1mo giving at most this "
+                f"many buckets (1 to {MAX_POINTS}; default {DEFAULT_POINTS}).",
+                examples=[OpenApiExample("a chart", value=500)],
+            ),
+            OpenApiParameter(
+                "tz",
+                str,
+                default="UTC",
+                description="IANA time zone the buckets align to.",
+                examples=[
+                    OpenApiExample("Berlin", value="Europe/Berlin"),
+                    OpenApiExample("Kolkata", value="Asia/Kolkata"),
+                ],
+            ),
+            OpenApiParameter(
+                "fill",
+                str,
+                enum=["null"],
+                description="`null`: empty buckets are points too, with count 0 and nulls "
+                "(default: left out).",
+            ),
+            FORMAT_JSON,
+        ],
+        responses={
+            200: OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="SeriesResponse",
+                    serializers=[SeriesSerializer, SeriesListSerializer],
+                    resource_type_field_name=None,
+                ),
+                description="One metric's buckets, or `series` for several.",
+                examples=[
+                    OpenApiExample(
+                        "one metric",
+                        value={
+                            "metric": "temperature",
+                            "interval": "1h",
+                            "unit": "Cel",
+                            "points": [POINT_EXAMPLE],
+                        },
+                    ),
+                    OpenApiExample(
+                        "several",
+                        value={
+                            "series": [
+                                {
+                                    "metric": "temperature",
+                                    "interval": "1d",
+                                    "unit": "Cel",
+                                    "points": [POINT_EXAMPLE],
+                                },
+                                {
+                                    "metric": "humidity",
+                                    "interval": "1d",
+                                    "unit": "%RH",
+                                    "points": [],
+                                },
+                            ]
+                        },
+                    ),
+                ],
+            ),
+            **error_responses(400, 401, 404, 429),
+        },
+        tags=["history"],
+    )
     def get(self, request: Request, uid: str) -> Response:
         device = own_device(request, uid)
         query = SeriesQuerySerializer(
@@ -147,17 +418,19 @@ class SeriesView(HistoryView):
         )
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        interval_ms = params["interval_ms"]
-        series = series_for_device(
-            device=device,
-            metrics=params["metric"],
-            start_ms=params["start"],
-            end_ms=params["end"],
-            interval_ms=interval_ms,
-        )
+        metrics, bounds = params["metric"], params["bounds"]
+        series = series_for_device(device=device, metrics=metrics, bounds=bounds)
+        units = units_for_device(device=device, metrics=metrics)
+        fill = bounds if params.get("fill") == "null" else None
         bodies = [
-            series_json(metric=metric, interval_ms=interval_ms, buckets=series[metric])
-            for metric in params["metric"]
+            series_json(
+                metric=metric,
+                interval=params["interval"],
+                unit=units.get(metric),
+                buckets=series[metric],
+                bounds=fill,
+            )
+            for metric in metrics
         ]
         return Response({"series": bodies} if params["multiple"] else bodies[0])
 
@@ -169,21 +442,22 @@ def csv_value(value: WireValue) -> str | int | float:
     return value
 
 
-def csv_chunks(rows: Iterator[ReadingRow]) -> Generator[str, None, None]:
+def csv_chunks(rows: Iterator[ReadingText]) -> Generator[str, None, None]:
     """Yield the CSV text of the rows, header first, a few thousand rows at a time."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(("ts", "metric", "value"))
     pending = 0
     for ts, metric, value in rows:
-        writer.writerow((format_datetime(ts), metric, csv_value(value)))
+        writer.writerow((ts, metric, csv_value(value)))
         pending += 1
         if pending == CSV_ROWS_PER_CHUNK:
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
             pending = 0
-    yield buffer.getvalue()
+    if pending or buffer.tell():
+        yield buffer.getvalue()
 
 
 def _next_chunk(chunks: Iterator[str]) -> str | None:
@@ -202,7 +476,7 @@ async def _chunks_async(chunks: Generator[str, None, None]) -> AsyncIterator[str
 
 
 def csv_response(
-    request: Request, *, filename: str, rows: Iterator[ReadingRow]
+    request: Request, *, filename: str, rows: Iterator[ReadingText]
 ) -> StreamingHttpResponse:
     """Stream rows as CSV in constant memory, under WSGI and ASGI alike."""
     chunks = csv_chunks(rows)

@@ -52,7 +52,10 @@ async def ingest_batch_handle(layer: BaseChannelLayer, message: dict[str, Any]) 
         return False
     try:
         applied: BatchApplied = await database_sync_to_async(ingest_apply)(
-            readings=readings, events=events, received_at=ms_to_datetime(received_ms)
+            readings=readings,
+            events=events,
+            received_at=ms_to_datetime(received_ms),
+            units=message.get("units"),
         )
     except (DatabaseError, InterfaceError) as error:
         # Not confirmed: the bridge sends the batch again after its timeout.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 
 from devices.models import Device
+from telemetry.codec import UNIT_MAX_LENGTH
 
 
 class ValueKind(models.IntegerChoices):
@@ -83,6 +84,8 @@ class LatestValue(models.Model):
     value = models.FloatField(null=True)
     text = models.CharField(max_length=256, null=True)  # noqa: DJ001
     kind = models.PositiveSmallIntegerField(choices=ValueKind.choices)
+    # The last unit the device gave for this metric (SenML `u`/`bu`); NULL when it never gave one.
+    unit = models.CharField(max_length=UNIT_MAX_LENGTH, null=True)  # noqa: DJ001
 
     class Meta:
         db_table = "telemetry_latest"

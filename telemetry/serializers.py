@@ -8,8 +8,10 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from datetime import UTC, tzinfo
 from typing import Any, Final
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from telemetry.codec import METRIC_PATTERN, format_ts
@@ -22,10 +24,11 @@ from telemetry.series import (
     MAX_TS_MS,
     MIN_TS_MS,
     Bucket,
-    bucket_count,
-    format_interval,
+    Interval,
+    bucket_bounds,
     parse_instant,
     parse_interval,
+    parse_zone,
     pick_interval,
 )
 
@@ -117,6 +120,7 @@ class ReadingsQuerySerializer(RangeQuerySerializer):
         required=False, default=DEFAULT_READINGS_LIMIT, min_value=1, max_value=MAX_READINGS_LIMIT
     )
     cursor = serializers.CharField(required=False, trim_whitespace=False)
+    order = serializers.ChoiceField(required=False, default="asc", choices=["asc", "desc"])
 
     def validate_metric(self, metric: str) -> str:
         """Check the metric name's shape."""
@@ -132,12 +136,13 @@ class ReadingsQuerySerializer(RangeQuerySerializer):
 
 
 class SeriesQuerySerializer(RangeQuerySerializer):
-    """Parameters of GET /devices/{uid}/series/; `interval` or `points` become `interval_ms`."""
+    """Parameters of GET /devices/{uid}/series/; they become `interval`, `zone` and `bounds`."""
 
     metric = serializers.CharField(trim_whitespace=False, max_length=MAX_SERIES_METRICS * 129)
     interval = serializers.CharField(required=False, trim_whitespace=False, max_length=32)
     points = serializers.IntegerField(required=False, min_value=1, max_value=MAX_POINTS)
     tz = serializers.CharField(required=False, trim_whitespace=False, max_length=64)
+    fill = serializers.ChoiceField(required=False, choices=["null"])
 
     def validate_metric(self, metric: str) -> list[str]:
         """Split `a,b` into distinct valid names, keeping their order."""
@@ -148,45 +153,51 @@ class SeriesQuerySerializer(RangeQuerySerializer):
             validate_metric(name)
         return list(dict.fromkeys(names))
 
-    def validate_interval(self, interval: str) -> int:
-        """Parse an interval like 15m into milliseconds."""
+    def validate_interval(self, interval: str) -> Interval:
+        """Parse an interval like 15m, 1d, 1w or 1mo."""
         try:
             return parse_interval(interval)
         except ValueError as error:
             raise serializers.ValidationError(str(error)) from None
 
-    def validate_tz(self, tz: str) -> str:
-        """Accept UTC only until calendar alignment in other zones exists."""
-        if tz not in ("UTC", "Etc/UTC"):
-            raise serializers.ValidationError("only UTC is supported for now")
-        return tz
+    def validate_tz(self, tz: str) -> tzinfo:
+        """Look up an IANA time zone name."""
+        try:
+            return parse_zone(tz)
+        except ValueError as error:
+            raise serializers.ValidationError(str(error)) from None
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)
         start, end = attrs["start"], attrs["end"]
-        interval_ms, points = attrs.get("interval"), attrs.get("points")
-        if interval_ms is not None and points is not None:
+        zone = attrs.get("tz", UTC)
+        interval, points = attrs.get("interval"), attrs.get("points")
+        if interval is not None and points is not None:
             message = "give either interval or points, not both"
             raise serializers.ValidationError({"interval": [message], "points": [message]})
-        if interval_ms is not None:
-            count = bucket_count(start_ms=start, end_ms=end, interval_ms=interval_ms)
-            if count > MAX_BUCKETS:
-                raise serializers.ValidationError(
-                    {"interval": [f"gives {count} buckets, more than {MAX_BUCKETS}"]}
-                )
-        else:
-            wanted = DEFAULT_POINTS if points is None else points
-            interval_ms = pick_interval(start_ms=start, end_ms=end, points=wanted)
-            if interval_ms is None:
-                raise serializers.ValidationError(
-                    {
-                        "points": [
-                            f"no interval up to 1d gives at most {wanted} points over this "
-                            "range; ask for more points or a shorter range"
-                        ]
-                    }
-                )
-        attrs["interval_ms"] = interval_ms
+        try:
+            if interval is None:
+                wanted = DEFAULT_POINTS if points is None else points
+                interval = pick_interval(start_ms=start, end_ms=end, points=wanted, zone=zone)
+                if interval is None:
+                    raise serializers.ValidationError(
+                        {
+                            "points": [
+                                f"no interval up to 1mo gives at most {wanted} points over "
+                                "this range; ask for more points or a shorter range"
+                            ]
+                        }
+                    )
+            bounds = bucket_bounds(start_ms=start, end_ms=end, interval=interval, zone=zone)
+        except ValueError as error:
+            raise serializers.ValidationError(
+                {"start": [str(error)], "end": [str(error)]}
+            ) from None
+        if bounds is None:
+            raise serializers.ValidationError(
+                {"interval": [f"gives more than {MAX_BUCKETS} buckets over this range"]}
+            )
+        attrs["interval"], attrs["zone"], attrs["bounds"] = interval, zone, bounds
         attrs["multiple"] = "," in self.initial_data["metric"]
         return attrs
 
@@ -207,8 +218,11 @@ class LatestQuerySerializer(serializers.Serializer[Any]):
 
 
 def latest_json(values: LatestValues) -> dict[str, dict[str, Any]]:
-    """Shape one device's latest values as {metric: {ts, value}}."""
-    return {metric: {"ts": format_ts(ts), "value": value} for metric, (ts, value) in values.items()}
+    """Shape one device's latest values as {metric: {ts, value, unit}}."""
+    return {
+        metric: {"ts": format_ts(ts), "value": value, "unit": unit}
+        for metric, (ts, value, unit) in values.items()
+    }
 
 
 def reading_json(row: ReadingRow) -> dict[str, Any]:
@@ -222,22 +236,123 @@ def _finite(number: float) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def series_json(*, metric: str, interval_ms: int, buckets: list[Bucket]) -> dict[str, Any]:
-    """Shape one metric's buckets as {metric, interval, unit, points}."""
-    return {
-        "metric": metric,
-        "interval": format_interval(interval_ms),
-        "unit": None,
-        "points": [
-            {
-                "ts": format_ts(bucket.ts),
-                "count": bucket.count,
-                "avg": _finite(bucket.avg),
-                "min": bucket.low,
-                "max": bucket.high,
-                "first": bucket.first,
-                "last": bucket.last,
-            }
-            for bucket in buckets
-        ],
-    }
+_NO_AGGREGATES: Final[dict[str, None]] = dict.fromkeys(("avg", "min", "max", "first", "last"))
+
+
+def series_json(
+    *,
+    metric: str,
+    interval: Interval,
+    unit: str | None,
+    buckets: list[Bucket],
+    bounds: list[int] | None = None,
+) -> dict[str, Any]:
+    """Shape one metric's buckets as {metric, interval, unit, points}.
+
+    With `bounds`, every bucket is a point: the empty ones with count 0 and nulls.
+    """
+    points = [
+        {
+            "ts": format_ts(bucket.ts),
+            "count": bucket.count,
+            "avg": _finite(bucket.avg),
+            "min": bucket.low,
+            "max": bucket.high,
+            "first": bucket.first,
+            "last": bucket.last,
+        }
+        for bucket in buckets
+    ]
+    if bounds is not None:
+        by_ts = {point["ts"]: point for point in points}
+        points = [
+            by_ts.get(ts) or {"ts": ts, "count": 0, **_NO_AGGREGATES}
+            for ts in (format_ts(bound) for bound in bounds[:-1])
+        ]
+    return {"metric": metric, "interval": interval.text, "unit": unit, "points": points}
+
+
+# Shapes for the OpenAPI document only: the views render plain dicts.
+
+
+WIRE_VALUE_SCHEMA: Final[dict[str, Any]] = {
+    "oneOf": [{"type": "number"}, {"type": "boolean"}, {"type": "string"}],
+    "description": "The value as the device sent it: a number, a boolean or a string.",
+}
+LATEST_VALUE_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "description": "The newest reading of one metric.",
+    "properties": {
+        "ts": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When the device measured it (RFC 3339 UTC).",
+        },
+        "value": WIRE_VALUE_SCHEMA,
+        "unit": {
+            "type": "string",
+            "nullable": True,
+            "description": "The unit the device last gave (SenML), or null.",
+        },
+    },
+    "required": ["ts", "value", "unit"],
+}
+# {metric: latest value}
+DEVICE_LATEST_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": LATEST_VALUE_SCHEMA,
+}
+# {uid: {metric: latest value}}
+FLEET_LATEST_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": DEVICE_LATEST_SCHEMA,
+}
+
+
+@extend_schema_field(WIRE_VALUE_SCHEMA)
+class WireValueField(serializers.Field):
+    """A reading's value in its sent JSON type."""
+
+
+class ReadingSerializer(serializers.Serializer[Any]):
+    """One raw reading."""
+
+    ts = serializers.DateTimeField(help_text="Device time, RFC 3339 UTC with milliseconds.")
+    metric = serializers.CharField()
+    value = WireValueField()
+
+
+class ReadingsPageSerializer(serializers.Serializer[Any]):
+    """One page of raw readings."""
+
+    next = serializers.URLField(
+        allow_null=True, help_text="The next page (range and order pinned), or null at the end."
+    )
+    results = ReadingSerializer(many=True)
+
+
+class SeriesPointSerializer(serializers.Serializer[Any]):
+    """The aggregate of one bucket; with fill=null an empty bucket has count 0 and nulls."""
+
+    ts = serializers.DateTimeField(help_text="Start of the bucket.")
+    count = serializers.IntegerField(min_value=0)
+    avg = serializers.FloatField(allow_null=True)
+    min = serializers.FloatField(allow_null=True)
+    max = serializers.FloatField(allow_null=True)
+    first = serializers.FloatField(allow_null=True, help_text="The value with the earliest ts.")
+    last = serializers.FloatField(allow_null=True, help_text="The value with the latest ts.")
+
+
+class SeriesSerializer(serializers.Serializer[Any]):
+    """The buckets of one metric."""
+
+    metric = serializers.CharField()
+    interval = serializers.CharField(help_text="The bucket width used, like 15m, 1d, 1w, 1mo.")
+    unit = serializers.CharField(allow_null=True, help_text="The metric's unit, or null.")
+    points = SeriesPointSerializer(many=True)
+
+
+class SeriesListSerializer(serializers.Serializer[Any]):
+    """The buckets of several metrics, in the order asked."""
+
+    series = SeriesSerializer(many=True)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 from devices.models import Command, Device, PresenceEvent
 from devices.services import (
@@ -19,6 +19,9 @@ from devices.services import (
     devices_silent_offline,
     events_apply,
 )
+from hub.conf import hub_settings
+from telemetry.codec import UNIT_MAX_LENGTH
+from telemetry.models import LatestValue, Reading, RollupMinute
 from telemetry.storage import readings_insert
 from telemetry.values import WireValue
 
@@ -46,8 +49,16 @@ class StoredBatch:
     came_online: list[tuple[int, int, str]] = field(default_factory=list)
 
 
-def readings_store_batch(*, readings: Sequence[WireReading], received_at: datetime) -> StoredBatch:
-    """Store a batch once: dedup on (device, metric, ts), then rollups, latest and last_seen."""
+def readings_store_batch(
+    *,
+    readings: Sequence[WireReading],
+    received_at: datetime,
+    units: Mapping[str, Mapping[str, str]] | None = None,
+) -> StoredBatch:
+    """Store a batch once: dedup on (device, metric, ts), then rollups, latest and last_seen.
+
+    `units` ({uid: {metric: unit}}, from SenML) are kept with the metrics' latest values.
+    """
     result = StoredBatch()
     uids = {reading[0] for reading in readings}
     devices = {
@@ -68,7 +79,11 @@ def readings_store_batch(*, readings: Sequence[WireReading], received_at: dateti
             pending[key] = (uid, value)
 
     with transaction.atomic():
-        new = readings_insert(connection, [(*key, pending[key][1]) for key in sorted(pending)])
+        new = readings_insert(
+            connection,
+            [(*key, pending[key][1]) for key in sorted(pending)],
+            _units_by_device(units, devices),
+        )
         # A device that sent only duplicates was still heard from. Rows change at
         # most once per LAST_SEEN_RESOLUTION, not once per batch.
         seen = sorted(device_id for device_id, _ in devices.values())
@@ -101,6 +116,23 @@ def readings_store_batch(*, readings: Sequence[WireReading], received_at: dateti
     return result
 
 
+def _units_by_device(
+    units: Mapping[str, Mapping[str, str]] | None, devices: Mapping[str, tuple[int, int]]
+) -> dict[tuple[int, str], str]:
+    """Key the batch's units by (device id, metric), leaving out anything malformed."""
+    result: dict[tuple[int, str], str] = {}
+    if not isinstance(units, Mapping):
+        return result
+    for uid, metrics in units.items():
+        ids = devices.get(uid)
+        if ids is None or not isinstance(metrics, Mapping):
+            continue
+        for metric, unit in metrics.items():
+            if isinstance(metric, str) and isinstance(unit, str) and len(unit) <= UNIT_MAX_LENGTH:
+                result[(ids[0], metric)] = unit
+    return result
+
+
 @dataclass(slots=True)
 class BatchApplied:
     """A stored batch and the device events that came with it."""
@@ -112,10 +144,14 @@ class BatchApplied:
 
 
 def ingest_apply(
-    *, readings: Sequence[WireReading], events: list[list[Any]], received_at: datetime
+    *,
+    readings: Sequence[WireReading],
+    events: list[list[Any]],
+    received_at: datetime,
+    units: Mapping[str, Mapping[str, str]] | None = None,
 ) -> BatchApplied:
     """Store a bridge's batch, then apply its device events; one call per batch."""
-    stored = readings_store_batch(readings=readings, received_at=received_at)
+    stored = readings_store_batch(readings=readings, received_at=received_at, units=units)
     with transaction.atomic():
         applied = events_apply(events=events, now=received_at) if events else EventsApplied()
     back = [device_id for device_id, _, _ in stored.came_online]
@@ -138,3 +174,72 @@ def presence_and_commands_sweep(*, now: datetime, offline_after_s: int) -> Swept
             expired=commands_expire(now=now),
             silent=devices_silent_offline(now=now, after_s=offline_after_s),
         )
+
+
+PRUNE_BATCH_SIZE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class PruneCounts:
+    """What one prune removed, and the cut-offs it applied."""
+
+    readings: int
+    rollups_1m: int
+    readings_before: datetime
+    rollups_1m_before: datetime
+
+
+def readings_prune(*, now: datetime, batch_size: int = PRUNE_BATCH_SIZE) -> PruneCounts:
+    """Apply the retention settings: raw readings and 1-minute rollups; hourly rollups stay.
+
+    Deletes one series (device, metric) at a time, at most `batch_size` rows per
+    statement and transaction, each a range of the primary key (device, metric,
+    ts), so no statement scans or locks a whole table. Latest values stay.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    readings_before = now - timedelta(days=hub_settings.RAW_RETENTION_DAYS)
+    rollups_before = now - timedelta(days=hub_settings.ROLLUP_1M_RETENTION_DAYS)
+    readings = _prune_model(Reading, "ts", readings_before, batch_size)
+    rollups = _prune_model(RollupMinute, "bucket", rollups_before, batch_size)
+    if readings or rollups:
+        logger.info(
+            "prune: removed %d readings before %s and %d 1-minute rollups before %s",
+            readings,
+            readings_before.isoformat(),
+            rollups,
+            rollups_before.isoformat(),
+        )
+    return PruneCounts(readings, rollups, readings_before, rollups_before)
+
+
+def _prune_model(
+    model: type[Reading] | type[RollupMinute], column: str, before: datetime, batch_size: int
+) -> int:
+    """Delete the rows with `column` before the cut-off, series by series, in bounded batches."""
+    older = model.objects.filter(
+        device_id=OuterRef("device_id"), metric=OuterRef("metric"), **{f"{column}__lt": before}
+    )
+    # Every stored series has a latest value, so this finds them without scanning `model`.
+    series = list(
+        LatestValue.objects.filter(Exists(older))
+        .order_by("device_id", "metric")
+        .values_list("device_id", "metric")
+    )
+    deleted = 0
+    for device_id, metric in series:
+        rows = model.objects.filter(device_id=device_id, metric=metric)
+        while True:
+            with transaction.atomic():
+                # The batch_size-th oldest row bounds this batch; fewer left means the last one.
+                bound = list(
+                    rows.filter(**{f"{column}__lt": before})
+                    .order_by(column)
+                    .values_list(column, flat=True)[batch_size - 1 : batch_size]
+                )
+                limit = {f"{column}__lte": bound[0]} if bound else {f"{column}__lt": before}
+                count, _ = rows.filter(**limit).delete()
+            deleted += count
+            if not bound:
+                break
+    return deleted

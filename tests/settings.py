@@ -4,6 +4,11 @@ import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/hub")
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production")
+# No throttling in-process: one cache holds every test's requests; the throttle
+# tests set their own rates.
+os.environ.setdefault("HUB_THROTTLE_USER", "off")
+os.environ.setdefault("HUB_THROTTLE_ANON", "off")
+os.environ.setdefault("HUB_THROTTLE_TOKEN", "off")
 os.environ.setdefault("HUB_VAR_DIR", os.path.join(os.path.dirname(__file__), "..", "var", "test"))
 
 from hub.settings import *  # noqa: F403

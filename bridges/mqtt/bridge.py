@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as paho
 from channels.exceptions import ChannelFull
@@ -24,8 +24,11 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from bridges.mqtt.config import BridgeConfig
 from bridges.mqtt.connection import ConnectionLost, MqttConnection
 from telemetry.codec import (
+    Decoded,
+    Limits,
     Reading,
     Rejection,
+    decode_senml,
     decode_telemetry,
     encode_error,
     parse_topic,
@@ -41,6 +44,16 @@ LAYER_RETRY_MAX_S = 2.0
 RESEND_CHECK_S = 1.0
 # On shutdown, how long to wait for batches in flight to be confirmed.
 DRAIN_DEADLINE_S = 8.0
+
+
+class _Decoder(Protocol):
+    def __call__(
+        self, uid: str, payload: bytes | bytearray, *, now_ms: int, limits: Limits
+    ) -> Decoded: ...
+
+
+# Topic kind -> the codec for its payloads.
+_DECODERS: dict[str, _Decoder] = {"telemetry": decode_telemetry, "senml": decode_senml}
 
 
 def backoff_delays(minimum: float, maximum: float) -> Any:
@@ -59,6 +72,8 @@ class Batch:
     """Readings on their way to the store, with the MQTT messages they came in."""
 
     readings: list[Reading] = field(default_factory=list)
+    # uid -> metric -> unit (SenML): the last unit each metric was given in the batch.
+    units: dict[str, dict[str, str]] = field(default_factory=dict)
     mids: list[int] = field(default_factory=list)
     generation: int = 0
     received_ms: int = 0
@@ -107,7 +122,7 @@ class Bridge:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Bridge until `stop` is set, then drain what is in flight and disconnect."""
-        self._reply_channel = await self.layer.new_channel("bridge.")
+        self._reply_channel = await self.layer.new_channel()
         helpers = [
             asyncio.create_task(self._send_loop(), name="bridge-send"),
             asyncio.create_task(self._reply_loop(), name="bridge-replies"),
@@ -180,14 +195,13 @@ class Bridge:
     def _on_message(self, message: paho.MQTTMessage) -> None:
         self.stats.messages += 1
         topic = parse_topic(message.topic)
-        if topic is None or topic.kind != "telemetry":
+        decode = None if topic is None else _DECODERS.get(topic.kind)
+        if topic is None or decode is None:
             self._reject(message.topic, None, Rejection("invalid_topic", "unknown topic"))
             self._ack_now(message)
             return
         received = now_ms()
-        decoded = decode_telemetry(
-            topic.uid, message.payload, now_ms=received, limits=self.config.limits
-        )
+        decoded = decode(topic.uid, message.payload, now_ms=received, limits=self.config.limits)
         for rejection in decoded.rejections:
             self._reject(message.topic, topic.uid, rejection)
         if not decoded.readings:
@@ -200,6 +214,8 @@ class Bridge:
                 self.config.batch_max_delay_s, self._on_batch_due
             )
         batch.readings.extend(decoded.readings)
+        if decoded.units:
+            batch.units.setdefault(topic.uid, {}).update(decoded.units)
         self._pending_readings += len(decoded.readings)
         self.stats.readings += len(decoded.readings)
         if message.qos > 0:
@@ -278,6 +294,8 @@ class Bridge:
             "received": batch.received_ms,
             "readings": batch.readings,
         }
+        if batch.units:
+            message["units"] = batch.units
         delays = backoff_delays(LAYER_RETRY_MIN_S, LAYER_RETRY_MAX_S)
         while True:
             try:

@@ -58,8 +58,8 @@ class BridgeConfig:
     limits: Limits = DEFAULT_LIMITS
 
     def topic_filters(self) -> list[str]:
-        """Return the subscriptions: device telemetry, optionally shared."""
-        filters = ["devices/+/telemetry"]
+        """Return the subscriptions: device telemetry (native JSON and SenML), optionally shared."""
+        filters = ["devices/+/telemetry", "devices/+/senml"]
         if self.shared_group:
             return [f"$share/{self.shared_group}/{topic}" for topic in filters]
         return filters

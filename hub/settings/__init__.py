@@ -7,6 +7,7 @@ selects production mode, where SECRET_KEY has no default.
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +22,21 @@ from hub.settings.environment import (
     env_str,
     env_url,
 )
+
+_RATE = re.compile(r"[0-9]{1,9}/(s|sec|second|m|min|minute|h|hour|d|day)")
+
+
+def env_rate(name: str, default: str) -> str | None:
+    """Return a DRF throttle rate like 1200/min from the environment; "off" gives None."""
+    value = (env_str(name, default) or default).strip()
+    if value.lower() == "off":
+        return None
+    if not _RATE.fullmatch(value):
+        raise SettingError(
+            name, f"expected a rate like 60/min (per s, min, hour or day) or off, got {value!r}"
+        )
+    return value
+
 
 VAR_DIR = Path(env_str("HUB_VAR_DIR", "var") or "var").resolve()
 
@@ -61,6 +77,8 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "hub",
     "devices",
     "telemetry",
@@ -183,6 +201,13 @@ HUB = {
     "MAX_FUTURE_SECONDS": env_number("HUB_MAX_FUTURE_SECONDS", 300, int),
     "MAX_STRING_LENGTH": env_number("HUB_MAX_STRING_LENGTH", 256, int, minimum=1),
     "RAW_RETENTION_DAYS": env_number("HUB_RAW_RETENTION_DAYS", 30, int, minimum=1),
+    # `hub prune` deletes 1-minute rollups after this many days; hourly rollups stay.
+    "ROLLUP_1M_RETENTION_DAYS": env_number("HUB_ROLLUP_1M_RETENTION_DAYS", 365, int, minimum=1),
+    # REST requests per user (per address when anonymous), and token requests per address:
+    # N/s, N/min, N/hour or N/day, or "off".
+    "THROTTLE_USER": env_rate("HUB_THROTTLE_USER", "1200/min"),
+    "THROTTLE_ANON": env_rate("HUB_THROTTLE_ANON", "120/min"),
+    "THROTTLE_TOKEN": env_rate("HUB_THROTTLE_TOKEN", "10/min"),
     # A device without a status topic that is silent this long is marked offline.
     "OFFLINE_AFTER": env_number("HUB_OFFLINE_AFTER", 120, int, minimum=1),
     # Bridge batching: a batch leaves at this many readings or after this delay.
@@ -216,6 +241,38 @@ HUB = {
     "WS_PING_INTERVAL_SECONDS": env_number("HUB_WS_PING_INTERVAL_SECONDS", 10, int, minimum=1),
     "WS_PING_TIMEOUT_SECONDS": env_number("HUB_WS_PING_TIMEOUT_SECONDS", 20, int, minimum=1),
     "WS_OUTBOX_READINGS": env_number("HUB_WS_OUTBOX_READINGS", 10_000, int, minimum=1),
+}
+
+# Throttle counters live in Django's default cache: in memory, per process.
+REST_FRAMEWORK |= {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": HUB["THROTTLE_USER"],
+        "anon": HUB["THROTTLE_ANON"],
+        "token": HUB["THROTTLE_TOKEN"],
+    },
+}
+
+# The OpenAPI document at /api/schema/ and its docs at /api/docs/, served from
+# drf-spectacular-sidecar's static files (no internet access needed).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Telemetry hub API",
+    "DESCRIPTION": (
+        "Devices, their latest values, raw readings and time-bucketed series. "
+        "Authenticate with `Authorization: Token <key>` (POST /api/v1/auth/token/) "
+        "or a session. Timestamps are RFC 3339 UTC; a user sees only their own devices."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

@@ -1,13 +1,14 @@
 """Dialect-specific parts of the store: PostgreSQL's fast path and the portable path for SQLite.
 
-Each module offers `readings_insert(connection, rows)`: insert the rows that are
-not stored yet, fold exactly those into the rollups and latest values, and
-return their keys. Both run inside the caller's transaction.
+Each module offers `readings_insert(connection, rows, units)`: insert the rows
+that are not stored yet, fold exactly those into the rollups and latest values
+(with the unit given for their metric, if any), and return their keys. Both run
+inside the caller's transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -18,12 +19,16 @@ from telemetry.values import WireValue
 # the same order, so concurrent batches cannot deadlock.
 Row = tuple[int, str, int, WireValue]
 Key = tuple[int, str, int]
+# (device id, metric) -> the unit the batch gave that metric.
+Units = Mapping[tuple[int, str], str]
 
 
-def readings_insert(connection: BaseDatabaseWrapper, rows: Sequence[Row]) -> list[Key]:
+def readings_insert(
+    connection: BaseDatabaseWrapper, rows: Sequence[Row], units: Units | None = None
+) -> list[Key]:
     """Insert new readings with their rollups and latest values; return the new rows' keys."""
     if not rows:
         return []
     if connection.vendor == "postgresql":
-        return postgresql.readings_insert(connection, rows)
-    return portable.readings_insert(connection, rows)
+        return postgresql.readings_insert(connection, rows, units or {})
+    return portable.readings_insert(connection, rows, units or {})

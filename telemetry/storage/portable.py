@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +19,11 @@ Row = tuple[int, str, int, WireValue]
 Key = tuple[int, str, int]
 
 
-def readings_insert(connection: BaseDatabaseWrapper, rows: Sequence[Row]) -> list[Key]:
+def readings_insert(
+    connection: BaseDatabaseWrapper,
+    rows: Sequence[Row],
+    units: Mapping[tuple[int, str], str],
+) -> list[Key]:
     """Insert new readings, fold them into rollups and latest values, return their keys."""
     adapt = connection.ops.adapt_datetimefield_value
     params = [
@@ -38,7 +42,7 @@ def readings_insert(connection: BaseDatabaseWrapper, rows: Sequence[Row]) -> lis
     values = {(device_id, metric, ts): value for device_id, metric, ts, value in rows}
     new = [(key, values[key]) for key in sorted(keys)]
     _rollups_add(connection, new)
-    _latest_update(connection, new)
+    _latest_update(connection, new, units)
     return keys
 
 
@@ -156,8 +160,16 @@ def _rollups_add(connection: BaseDatabaseWrapper, new: list[tuple[Key, WireValue
         )
 
 
-def _latest_update(connection: BaseDatabaseWrapper, new: list[tuple[Key, WireValue]]) -> None:
-    """Move each metric's latest value forward to the newest new reading, never backwards."""
+def _latest_update(
+    connection: BaseDatabaseWrapper,
+    new: list[tuple[Key, WireValue]],
+    units: Mapping[tuple[int, str], str],
+) -> None:
+    """Move each metric's latest value forward to the newest new reading, never backwards.
+
+    A unit given with the batch is kept even when its readings are older than
+    the latest value; a metric given no unit keeps the one it has.
+    """
     newest: dict[tuple[int, str], tuple[int, WireValue]] = {}
     for (device_id, metric, ts), value in new:
         current = newest.get((device_id, metric))
@@ -167,13 +179,24 @@ def _latest_update(connection: BaseDatabaseWrapper, new: list[tuple[Key, WireVal
     _upsert(
         connection,
         table="telemetry_latest",
-        columns=("device_id", "metric", "ts", "value", "text", "kind"),
+        columns=("device_id", "metric", "ts", "value", "text", "kind", "unit"),
         rows=[
-            (device_id, metric, adapt(ms_to_datetime(ts)), *value_to_columns(value))
+            (
+                device_id,
+                metric,
+                adapt(ms_to_datetime(ts)),
+                *value_to_columns(value),
+                units.get((device_id, metric)),
+            )
             for (device_id, metric), (ts, value) in sorted(newest.items())
         ],
         conflict=(
-            "(device_id, metric) DO UPDATE SET ts = excluded.ts, value = excluded.value, "
-            "text = excluded.text, kind = excluded.kind WHERE excluded.ts > t.ts"
+            "(device_id, metric) DO UPDATE SET "
+            "ts = CASE WHEN excluded.ts > t.ts THEN excluded.ts ELSE t.ts END, "
+            "value = CASE WHEN excluded.ts > t.ts THEN excluded.value ELSE t.value END, "
+            "text = CASE WHEN excluded.ts > t.ts THEN excluded.text ELSE t.text END, "
+            "kind = CASE WHEN excluded.ts > t.ts THEN excluded.kind ELSE t.kind END, "
+            "unit = COALESCE(excluded.unit, t.unit) "
+            "WHERE excluded.ts > t.ts OR excluded.unit IS NOT t.unit AND excluded.unit IS NOT NULL"
         ),
     )

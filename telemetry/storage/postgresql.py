@@ -2,13 +2,15 @@
 
 One round trip inserts the new readings, folds exactly those into both rollups
 and the latest values, and returns their keys; the aggregation runs in the
-server, so the worker's CPU goes to decoding and fan-out instead.
+server, so the worker's CPU goes to decoding and fan-out instead. Units (SenML
+batches only) go into a second temporary table that the statement joins; a
+batch without units runs the statement without that join.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -18,13 +20,22 @@ from telemetry.values import WireValue, value_to_columns
 Row = tuple[int, str, int, WireValue]
 Key = tuple[int, str, int]
 
-STAGING = """
-CREATE TEMPORARY TABLE IF NOT EXISTS ingest_batch (
-    device_id bigint, metric text, ts_ms bigint, value float8, text text, kind smallint
-) ON COMMIT DELETE ROWS
-"""
+STAGING = (
+    """
+    CREATE TEMPORARY TABLE IF NOT EXISTS ingest_batch (
+        device_id bigint, metric text, ts_ms bigint, value float8, text text, kind smallint
+    ) ON COMMIT DELETE ROWS
+    """,
+    """
+    CREATE TEMPORARY TABLE IF NOT EXISTS ingest_units (
+        device_id bigint, metric text, unit text
+    ) ON COMMIT DELETE ROWS
+    """,
+)
 COPY = "COPY ingest_batch (device_id, metric, ts_ms, value, text, kind) FROM STDIN (FORMAT BINARY)"
 COPY_TYPES = ["int8", "text", "int8", "float8", "text", "int2"]
+COPY_UNITS = "COPY ingest_units (device_id, metric, unit) FROM STDIN (FORMAT BINARY)"
+COPY_UNITS_TYPES = ["int8", "text", "text"]
 _staged: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
@@ -53,7 +64,37 @@ def _rollup(table: str, width: str) -> str:
     )"""  # noqa: S608 - table names are constants
 
 
-STORE = f"""
+# Without units: a metric's unit stays as it is.
+_LATEST = """
+latest_new AS (
+    INSERT INTO telemetry_latest AS t (device_id, metric, ts, value, text, kind)
+    SELECT DISTINCT ON (device_id, metric) device_id, metric, ts, value, text, kind
+    FROM new ORDER BY device_id, metric, ts DESC
+    ON CONFLICT (device_id, metric) DO UPDATE SET
+        ts = excluded.ts, value = excluded.value, text = excluded.text, kind = excluded.kind
+        WHERE excluded.ts > t.ts
+)"""
+# With units: a given unit is kept even when the new readings are older than the latest.
+_LATEST_WITH_UNITS = """
+latest_new AS (
+    INSERT INTO telemetry_latest AS t (device_id, metric, ts, value, text, kind, unit)
+    SELECT DISTINCT ON (n.device_id, n.metric)
+           n.device_id, n.metric, n.ts, n.value, n.text, n.kind, u.unit
+    FROM new n LEFT JOIN ingest_units u ON u.device_id = n.device_id AND u.metric = n.metric
+    ORDER BY n.device_id, n.metric, n.ts DESC
+    ON CONFLICT (device_id, metric) DO UPDATE SET
+        ts = CASE WHEN excluded.ts > t.ts THEN excluded.ts ELSE t.ts END,
+        value = CASE WHEN excluded.ts > t.ts THEN excluded.value ELSE t.value END,
+        text = CASE WHEN excluded.ts > t.ts THEN excluded.text ELSE t.text END,
+        kind = CASE WHEN excluded.ts > t.ts THEN excluded.kind ELSE t.kind END,
+        unit = COALESCE(excluded.unit, t.unit)
+        WHERE excluded.ts > t.ts
+           OR (excluded.unit IS NOT NULL AND excluded.unit IS DISTINCT FROM t.unit)
+)"""
+
+
+def _store(latest: str) -> str:
+    return f"""
 WITH new AS (
     INSERT INTO telemetry_reading (device_id, metric, ts, value, text, kind)
     SELECT device_id, metric, timestamptz 'epoch' + ts_ms * interval '1 millisecond',
@@ -64,31 +105,40 @@ WITH new AS (
 ),
 {_rollup("telemetry_rollup_1m", "1 minute")},
 {_rollup("telemetry_rollup_1h", "1 hour")},
-latest_new AS (
-    INSERT INTO telemetry_latest AS t (device_id, metric, ts, value, text, kind)
-    SELECT DISTINCT ON (device_id, metric) device_id, metric, ts, value, text, kind
-    FROM new ORDER BY device_id, metric, ts DESC
-    ON CONFLICT (device_id, metric) DO UPDATE SET
-        ts = excluded.ts, value = excluded.value, text = excluded.text, kind = excluded.kind
-        WHERE excluded.ts > t.ts
-)
+{latest}
 SELECT device_id, metric, (extract(epoch FROM ts) * 1000)::bigint FROM new
 """  # noqa: S608 - built from constants
 
 
-def readings_insert(connection: BaseDatabaseWrapper, rows: Sequence[Row]) -> list[Key]:
+STORE = _store(_LATEST)
+STORE_WITH_UNITS = _store(_LATEST_WITH_UNITS)
+
+
+def readings_insert(
+    connection: BaseDatabaseWrapper,
+    rows: Sequence[Row],
+    units: Mapping[tuple[int, str], str],
+) -> list[Key]:
     """Insert new readings, fold them into rollups and latest values, return their keys."""
     with connection.cursor() as wrapper:
         cursor = wrapper.cursor  # psycopg's own cursor, for COPY
-        # The staging table lives as long as the session: create it once per connection,
-        # and count it as created only once that transaction commits.
+        # The staging tables live as long as the session: create them once per
+        # connection, and count them as created only once that transaction commits.
         session = cursor.connection
         if session not in _staged:
-            cursor.execute(STAGING)
+            for statement in STAGING:
+                cursor.execute(statement)
             connection.on_commit(lambda: _staged.add(session))
         with cursor.copy(COPY) as copy:
             copy.set_types(COPY_TYPES)
             for device_id, metric, ts, value in rows:
                 copy.write_row((device_id, metric, ts, *value_to_columns(value)))
-        cursor.execute(STORE)
+        if units:
+            # Emptied at commit; this also empties it between batches of one transaction.
+            cursor.execute("DELETE FROM ingest_units")
+            with cursor.copy(COPY_UNITS) as copy:
+                copy.set_types(COPY_UNITS_TYPES)
+                for (device_id, metric), unit in sorted(units.items()):
+                    copy.write_row((device_id, metric, unit))
+        cursor.execute(STORE_WITH_UNITS if units else STORE)
         return [(device_id, metric, int(ts)) for device_id, metric, ts in cursor.fetchall()]

@@ -38,10 +38,10 @@ def test_device_latest_gives_each_metrics_newest_value_in_its_sent_type(api, ali
     assert response.status_code == 200
     body = response.json()
     assert body == {
-        "count": {"ts": "2025-11-26T06:00:00.000Z", "value": 42},
-        "door_open": {"ts": "2025-11-26T06:00:00.007Z", "value": False},
-        "firmware": {"ts": "2025-11-26T06:00:00.123Z", "value": "1.4.2"},
-        "temperature": {"ts": "2025-11-26T06:00:01.500Z", "value": 21.5},
+        "count": {"ts": "2025-11-26T06:00:00.000Z", "value": 42, "unit": None},
+        "door_open": {"ts": "2025-11-26T06:00:00.007Z", "value": False, "unit": None},
+        "firmware": {"ts": "2025-11-26T06:00:00.123Z", "value": "1.4.2", "unit": None},
+        "temperature": {"ts": "2025-11-26T06:00:01.500Z", "value": 21.5, "unit": None},
     }
     assert type(body["count"]["value"]) is int
 
@@ -78,10 +78,10 @@ def test_latest_of_all_own_devices_in_one_query(api, alice):
     assert response.status_code == 200
     assert response.json() == {
         "a": {
-            "h": {"ts": "2025-11-26T06:00:00.000Z", "value": 50},
-            "t": {"ts": "2025-11-26T06:00:00.000Z", "value": 1.0},
+            "h": {"ts": "2025-11-26T06:00:00.000Z", "value": 50, "unit": None},
+            "t": {"ts": "2025-11-26T06:00:00.000Z", "value": 1.0, "unit": None},
         },
-        "b": {"t": {"ts": "2025-11-26T06:00:00.001Z", "value": True}},
+        "b": {"t": {"ts": "2025-11-26T06:00:00.001Z", "value": True, "unit": None}},
         "silent": {},
     }
     # One for the token, one for the values.
@@ -97,7 +97,9 @@ def test_latest_of_chosen_devices_leaves_out_foreign_and_unknown_uids(api, alice
     store([("a", "t", T0, 1.0), ("b", "t", T0, 2.0), ("bobs", "t", T0, 3.0)])
     response = api.get("/api/v1/latest/", {"devices": "b,bobs,ghost,bad uid,,b"})
     assert response.status_code == 200
-    assert response.json() == {"b": {"t": {"ts": "2025-11-26T06:00:00.000Z", "value": 2.0}}}
+    assert response.json() == {
+        "b": {"t": {"ts": "2025-11-26T06:00:00.000Z", "value": 2.0, "unit": None}}
+    }
     assert api.get("/api/v1/latest/", {"devices": "ghost"}).json() == {}
     # A blank list means all own devices.
     assert set(api.get("/api/v1/latest/", {"devices": ""}).json()) == {"a", "b"}

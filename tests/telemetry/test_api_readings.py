@@ -291,3 +291,52 @@ def test_csv_streams_chunk_by_chunk_under_asgi(alice, device, monkeypatch):
     assert len(chunks) == 5
     rows = parse_csv(b"".join(chunks))
     assert len(rows) == 24 and rows[-1] == ["2025-11-26T06:00:00.022Z", "t", "22.0"]
+
+
+def test_order_desc_gives_newest_first_by_ts_then_metric(api, device):
+    store([("d1", m, T0 + i * 1000, float(i)) for i in range(3) for m in ("a", "b")])
+    body = api.get(URL, {**WHOLE, "order": "desc"}).json()
+    assert [(r["ts"][17:23], r["metric"]) for r in body["results"]] == [
+        ("02.000", "b"),
+        ("02.000", "a"),
+        ("01.000", "b"),
+        ("01.000", "a"),
+        ("00.000", "b"),
+        ("00.000", "a"),
+    ]
+
+
+@pytest.mark.parametrize("limit", [1, 4, 7, 50])
+def test_descending_cursor_walk_returns_every_row_once_newest_first(api, device, limit):
+    rows = {(m, T0 + (i // 3) * 1000): float(i) for i in range(60) for m in ("a", "b", "c")}
+    store([("d1", m, t, v) for (m, t), v in rows.items()])
+    expected = sorted(((format_ts(t), m) for m, t in rows), reverse=True)
+    seen = walk(api, {**WHOLE, "limit": str(limit), "order": "desc"})
+    assert seen == expected
+
+
+def test_descending_walk_skips_rows_arriving_behind_it_and_keeps_the_range(api, device):
+    store([("d1", "a", T0 + i * 1000, float(i)) for i in range(100)])
+    newer = [("d1", "a", T0 + 200_000 + i, 1.0) for i in range(5)]  # behind a newest-first walk
+    older = [("d1", "b", T0 + 500 + i * 1000, 3.0) for i in range(5)]  # ahead of it
+
+    def arrive(page: int) -> None:
+        if page == 2:
+            store(newer + older)
+
+    seen = walk(api, {**WHOLE, "limit": "30", "order": "desc"}, between=arrive)
+    assert seen == sorted(seen, reverse=True) and len(seen) == len(set(seen))
+    original = {(format_ts(T0 + i * 1000), "a") for i in range(100)}
+    assert original <= set(seen)
+    assert not {(format_ts(t), m) for _, m, t, _ in newer} & set(seen)
+
+
+def test_csv_can_be_newest_first(api, device):
+    store([("d1", "t", T0 + i, float(i)) for i in range(3)])
+    response = api.get(URL, {**WHOLE, "format": "csv", "order": "desc"})
+    rows = parse_csv(b"".join(response.streaming_content))
+    assert [row[2] for row in rows[1:]] == ["2.0", "1.0", "0.0"]
+
+
+def test_bad_order_is_400_naming_order(api, device):
+    assert "order" in field_errors(api.get(URL, {"order": "newest"}))

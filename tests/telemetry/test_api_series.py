@@ -6,23 +6,14 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import UTC
 
 import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from telemetry.codec import format_ts
-from telemetry.series import (
-    DAY,
-    HOUR,
-    LADDER_MS,
-    MINUTE,
-    SECOND,
-    bucket_count,
-    bucket_start,
-    format_interval,
-    rollup_width,
-)
+from telemetry.series import DAY, HOUR, LADDER, MINUTE, SECOND, bucket_bounds
 from tests.factories import make_device, make_user
 from tests.telemetry.conftest_api import T0, api_client, field_errors, store
 
@@ -76,16 +67,18 @@ def universe_api(universe) -> APIClient:
 
 
 def brute_force(rows, metric: str, start: int, end: int, interval_ms: int) -> list[dict]:
-    """Aggregate raw readings the way the endpoint documents it."""
-    width = rollup_width(interval_ms)
+    """Aggregate raw readings the way the endpoint documents it, in UTC.
+
+    The buckets are the epoch-aligned ones overlapping [start, end), each whole.
+    """
+    first = start - start % interval_ms
+    last = end + (-end) % interval_ms
     groups: dict[int, list[tuple[int, float]]] = defaultdict(list)
     for _, name, ts, value in rows:
         if name != metric or isinstance(value, str):
             continue
-        # Rollup rows count whole when their bucket starts inside the range.
-        position = bucket_start(ts, width) if width else ts
-        if start <= position < end:
-            groups[bucket_start(ts, interval_ms)].append((ts, float(value)))
+        if first <= ts < last:
+            groups[ts - ts % interval_ms].append((ts, float(value)))
     points = []
     for bucket in sorted(groups):
         values = [value for _, value in sorted(groups[bucket])]
@@ -121,7 +114,8 @@ CASES = [
     ("1m", T0, T0 + 6 * HOUR),
     ("1m", T0 + 12_345, T0 + 5 * HOUR + 6789),
     ("15m", T0, T0 + DAY),
-    ("150m", T0 - 30 * MINUTE, T0 + 2 * DAY),
+    ("90m", T0 - 30 * MINUTE, T0 + 2 * DAY),
+    ("2h", T0 + 17 * MINUTE, T0 + 2 * DAY + 3),
     ("1h", T0, T0 + 3 * DAY),
     ("1h", T0 + 30 * MINUTE, T0 + 2 * DAY + 10 * MINUTE),
     ("6h", T0, T0 + 3 * DAY),
@@ -141,9 +135,7 @@ def test_series_equals_brute_force_over_raw_readings(
     assert response.status_code == 200, response.content
     body = response.json()
     assert (body["metric"], body["unit"]) == (metric, None)
-    assert body["interval"] == format_interval(
-        {"s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY}[interval[-1]] * int(interval[:-1])
-    )
+    assert body["interval"] == interval
     interval_ms = int(interval[:-1]) * {"s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY}[interval[-1]]
     expected = brute_force(universe, metric, start, end, interval_ms)
     assert expected, "the case should have data"
@@ -176,17 +168,31 @@ def test_several_metrics_give_one_series_each_in_the_asked_order(universe_api, u
         )
 
 
-def test_rollup_buckets_count_whole_when_they_start_inside_the_range(api, alice):
+def test_buckets_overlapping_the_range_count_whole(api, alice):
     make_device(alice, "d1")
     store([("d1", "t", T0 + 10 * MINUTE, 1.0), ("d1", "t", T0 + 70 * MINUTE, 2.0)])
-    store([("d1", "t", T0 + 100 * MINUTE, 4.0)])
-    params = {"metric": "t", "interval": "1h"}
-    # The 06:00 hour starts before the range: left out. The 07:00 hour starts
-    # inside it: counted whole, though 07:40 is past `end`.
+    store([("d1", "t", T0 + 100 * MINUTE, 4.0), ("d1", "t", T0 + 130 * MINUTE, 8.0)])
+    # 06:30-07:30 touches the 06:00 and the 07:00 hours: both count whole, 06:10 and
+    # 07:40 included; the 08:00 hour is outside.
     body = api.get(
-        URL, {**params, "start": str(T0 + 30 * MINUTE), "end": str(T0 + 90 * MINUTE)}
+        URL,
+        {
+            "metric": "t",
+            "interval": "1h",
+            "start": str(T0 + 30 * MINUTE),
+            "end": str(T0 + 90 * MINUTE),
+        },
     ).json()
     assert body["points"] == [
+        {
+            "ts": "2025-11-26T06:00:00.000Z",
+            "count": 1,
+            "avg": 1.0,
+            "min": 1.0,
+            "max": 1.0,
+            "first": 1.0,
+            "last": 1.0,
+        },
         {
             "ts": "2025-11-26T07:00:00.000Z",
             "count": 2,
@@ -195,28 +201,34 @@ def test_rollup_buckets_count_whole_when_they_start_inside_the_range(api, alice)
             "max": 4.0,
             "first": 2.0,
             "last": 4.0,
-        }
+        },
     ]
 
 
 @pytest.mark.parametrize(
     ("span", "points"),
     [(HOUR, 300), (HOUR, 360), (HOUR, 361), (HOUR, 10), (DAY, 300), (DAY, 24), (2 * DAY, 3),
-     (3 * DAY, 4), (7 * DAY, 10_000), (30 * DAY, 31), (HOUR + 1234, 1000)],
+     (3 * DAY, 4), (7 * DAY, 10_000), (30 * DAY, 31), (HOUR + 1234, 1000), (30 * DAY, 29),
+     (30 * DAY, 5), (30 * DAY, 2)],
 )  # fmt: skip
 def test_points_picks_the_smallest_ladder_interval_within_n_buckets(
     universe_api, universe, span, points
 ):
     start, end = T0 + 1, T0 + 1 + span
+
+    def count(interval) -> int:
+        laid = bucket_bounds(start_ms=start, end_ms=end, interval=interval, zone=UTC, limit=10**7)
+        return len(laid) - 1
+
     body = universe_api.get(
         UNIVERSE_URL, {"metric": "t", "points": str(points), "start": str(start), "end": str(end)}
     ).json()
-    fitting = [
-        i for i in LADDER_MS if bucket_count(start_ms=start, end_ms=end, interval_ms=i) <= points
-    ]
-    assert body["interval"] == format_interval(fitting[0])
+    fitting = [i for i in LADDER if count(i) <= points]
+    assert body["interval"] == fitting[0].text
     assert len(body["points"]) <= points
-    assert_points_equal(body["points"], brute_force(universe, "t", start, end, fitting[0]))
+    if fitting[0].kind == "fixed":
+        expected = brute_force(universe, "t", start, end, fitting[0].nominal_ms)
+        assert_points_equal(body["points"], expected)
 
 
 def test_without_interval_or_points_it_picks_for_300_points(universe_api):
@@ -249,20 +261,28 @@ def test_range_defaults_to_the_last_hour(api, alice):
         ({"metric": ",".join(f"m{i}" for i in range(51))}, {"metric"}),
         ({"metric": "t", "interval": "5s"}, {"interval"}),
         ({"metric": "t", "interval": "2d"}, {"interval"}),
-        ({"metric": "t", "interval": "1w"}, {"interval"}),
+        ({"metric": "t", "interval": "2w"}, {"interval"}),
+        ({"metric": "t", "interval": "7h"}, {"interval"}),
+        ({"metric": "t", "interval": "3mo"}, {"interval"}),
         ({"metric": "t", "interval": "15"}, {"interval"}),
         ({"metric": "t", "interval": "-1m"}, {"interval"}),
         ({"metric": "t", "interval": "1m", "points": "10"}, {"interval", "points"}),
         ({"metric": "t", "points": "0"}, {"points"}),
         ({"metric": "t", "points": "10001"}, {"points"}),
         ({"metric": "t", "points": "many"}, {"points"}),
-        ({"metric": "t", "points": "1", "start": str(T0), "end": str(T0 + 2 * DAY)}, {"points"}),
+        ({"metric": "t", "points": "1", "start": str(T0), "end": str(T0 + 10 * DAY)}, {"points"}),
         ({"metric": "t", "start": "0", "end": str(T0)}, {"points"}),
         (
             {"metric": "t", "interval": "10s", "start": str(T0), "end": str(T0 + 2 * DAY)},
             {"interval"},
         ),
-        ({"metric": "t", "tz": "Europe/Berlin"}, {"tz"}),
+        ({"metric": "t", "tz": "Mars/Olympus"}, {"tz"}),
+        ({"metric": "t", "tz": "europe/berlin"}, {"tz"}),
+        ({"metric": "t", "fill": "zero"}, {"fill"}),
+        (
+            {"metric": "t", "start": "0001-01-01T00:00:00Z", "tz": "America/New_York"},
+            {"start", "end"},
+        ),
         ({"metric": "t", "start": "2025-11-26"}, {"start"}),
         ({"metric": "t", "end": "-99999999999999999"}, {"end"}),
         ({"metric": "t", "start": str(T0), "end": str(T0)}, {"start"}),
@@ -285,6 +305,7 @@ def test_explicit_interval_up_to_10000_buckets_is_accepted(api, alice):
 def test_utc_tz_is_accepted(api, alice):
     make_device(alice, "d1")
     assert api.get(URL, {"metric": "t", "tz": "UTC"}).status_code == 200
+    assert api.get(URL, {"metric": "t", "tz": "Etc/UTC"}).status_code == 200
 
 
 def test_others_and_unknown_devices_are_404_and_auth_is_required(api, alice):

@@ -158,3 +158,39 @@ def test_batch_after_a_failed_batch_is_stored():
     assert Reading.objects.count() == 0
     assert store([("again", "t", T0, 1.0)]).inserted == 1
     assert store([("again", "t", T0 + 1, 1.0)]).inserted == 1
+
+
+def store_with_units(readings, units):
+    return readings_store_batch(readings=readings, received_at=NOW, units=units)
+
+
+def test_units_are_kept_per_metric_and_the_last_given_wins():
+    owner = make_user()
+    device, _ = make_device(owner, "u1")
+    store_with_units([("u1", "temp", T0, 21.5), ("u1", "rh", T0, 40)], {"u1": {"temp": "Cel"}})
+    units = dict(LatestValue.objects.filter(device=device).values_list("metric", "unit"))
+    assert units == {"temp": "Cel", "rh": None}
+    # No unit given: the stored one stays.
+    store([("u1", "temp", T0 + 1000, 22.0)])
+    # A unit with a reading older than the latest value still replaces the unit only.
+    store_with_units([("u1", "temp", T0 - 1000, 20.0)], {"u1": {"temp": "K"}})
+    latest = LatestValue.objects.get(device=device, metric="temp")
+    assert (latest.unit, latest.value, datetime_to_ms(latest.ts)) == ("K", 22.0, T0 + 1000)
+    # Units of unknown devices and malformed ones are left out; the readings are stored.
+    result = store_with_units(
+        [("u1", "rh", T0 + 1, 41)], {"u1": {"rh": 5, "x": "m" * 65}, "ghost": {"rh": "%"}}
+    )
+    assert result.inserted == 1
+    assert LatestValue.objects.get(device=device, metric="rh").unit is None
+
+
+def test_units_of_one_batch_do_not_leak_into_the_next_in_one_transaction():
+    from django.db import transaction
+
+    owner = make_user()
+    device, _ = make_device(owner, "u2")
+    with transaction.atomic():
+        store_with_units([("u2", "a", T0, 1.0)], {"u2": {"a": "V"}})
+        store_with_units([("u2", "a", T0 + 1, 1.0), ("u2", "b", T0, 1.0)], {"u2": {"b": "A"}})
+    units = dict(LatestValue.objects.filter(device=device).values_list("metric", "unit"))
+    assert units == {"a": "V", "b": "A"}

@@ -1,4 +1,4 @@
-"""The store's SQLite path (embedded mode) passes the same store tests as PostgreSQL's."""
+"""Embedded mode's SQLite passes the same store, prune, readings and series tests as PostgreSQL."""
 
 import os
 import subprocess
@@ -18,6 +18,9 @@ def test_store_tests_pass_on_sqlite(tmp_path: Path):
             "-p",
             "no:cacheprovider",
             str(ROOT / "tests" / "telemetry" / "test_store.py"),
+            str(ROOT / "tests" / "telemetry" / "test_prune.py"),
+            str(ROOT / "tests" / "telemetry" / "test_api_readings.py"),
+            str(ROOT / "tests" / "telemetry" / "test_api_series_calendar.py"),
         ],
         cwd=ROOT,
         capture_output=True,
