@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from django.conf import settings
 
 from bridges.mqtt.config import BridgeConfig, BrokerAddress
+from devices.dispatch import COMMANDS_CHANNEL
 from hub.conf import hub_settings
 from telemetry.codec import Limits
 
@@ -47,6 +48,7 @@ def bridge_config(
         batches_in_flight=hub_settings.BATCHES_IN_FLIGHT,
         ingest_timeout_s=hub_settings.INGEST_TIMEOUT_SECONDS,
         limits=codec_limits(),
+        commands_channel=COMMANDS_CHANNEL,
     )
 
 

@@ -23,6 +23,13 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 
 from bridges.mqtt.config import BridgeConfig
 from bridges.mqtt.connection import ConnectionLost, MqttConnection
+from bridges.mqtt.control import (
+    Event,
+    command_payload,
+    reply_event,
+    sent_event,
+    status_event,
+)
 from telemetry.codec import (
     Decoded,
     Limits,
@@ -42,6 +49,9 @@ RECONNECT_MAX_S = 30.0
 LAYER_RETRY_MIN_S = 0.05
 LAYER_RETRY_MAX_S = 2.0
 RESEND_CHECK_S = 1.0
+# Commands held while the broker is unreachable; past this the oldest wait for the
+# device's next reconnect to be handed out again.
+COMMANDS_WAITING = 10_000
 # On shutdown, how long to wait for batches in flight to be confirmed.
 DRAIN_DEADLINE_S = 8.0
 
@@ -74,6 +84,8 @@ class Batch:
     readings: list[Reading] = field(default_factory=list)
     # uid -> metric -> unit (SenML): the last unit each metric was given in the batch.
     units: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Device events (presence, command replies, commands sent) for the ingest worker.
+    events: list[Event] = field(default_factory=list)
     mids: list[int] = field(default_factory=list)
     generation: int = 0
     received_ms: int = 0
@@ -115,6 +127,9 @@ class Bridge:
         self._in_flight: set[str] = set()
         self._pending_readings = 0
         self._wake_sender = asyncio.Event()
+        # Commands from the hub: waiting for a connection, and published awaiting PUBACK.
+        self._commands_waiting: deque[dict[str, Any]] = deque(maxlen=COMMANDS_WAITING)
+        self._command_mids: dict[int, str] = {}
         self._drained = asyncio.Event()
         self._reply_channel = ""
         self._ids = itertools.count(1)
@@ -127,6 +142,7 @@ class Bridge:
             asyncio.create_task(self._send_loop(), name="bridge-send"),
             asyncio.create_task(self._reply_loop(), name="bridge-replies"),
             asyncio.create_task(self._resend_loop(), name="bridge-resend"),
+            asyncio.create_task(self._commands_loop(), name="bridge-commands"),
         ]
         try:
             await self._connection_loop(stop)
@@ -160,7 +176,11 @@ class Bridge:
                     continue
                 delays = backoff_delays(RECONNECT_MIN_S, RECONNECT_MAX_S)
                 self._connection = connection
+                connection.on_published = self._on_published
                 self._generation += 1
+                self._command_mids.clear()
+                while self._commands_waiting:
+                    self._publish_command(self._commands_waiting.popleft())
                 self.stats.connects += 1
                 self._update_backpressure()
                 self.connected.set()
@@ -195,30 +215,63 @@ class Bridge:
     def _on_message(self, message: paho.MQTTMessage) -> None:
         self.stats.messages += 1
         topic = parse_topic(message.topic)
-        decode = None if topic is None else _DECODERS.get(topic.kind)
-        if topic is None or decode is None:
+        if topic is None:
             self._reject(message.topic, None, Rejection("invalid_topic", "unknown topic"))
             self._ack_now(message)
             return
         received = now_ms()
+        if topic.kind == "status":
+            self._take_event(
+                message, topic.uid, status_event(topic.uid, message.payload, at_ms=received)
+            )
+            return
+        if topic.kind == "reply":
+            assert topic.command_id is not None
+            event = reply_event(topic.uid, topic.command_id, message.payload, at_ms=received)
+            self._take_event(message, topic.uid, event)
+            return
+        decode = _DECODERS.get(topic.kind)
+        if decode is None:  # a kind the bridge does not subscribe to
+            self._reject(message.topic, topic.uid, Rejection("invalid_topic", "unknown topic"))
+            self._ack_now(message)
+            return
         decoded = decode(topic.uid, message.payload, now_ms=received, limits=self.config.limits)
         for rejection in decoded.rejections:
             self._reject(message.topic, topic.uid, rejection)
         if not decoded.readings:
             self._ack_now(message)
             return
-        batch = self._current
-        if not batch.readings:
-            batch.received_ms = received
-            self._flush_timer = asyncio.get_running_loop().call_later(
-                self.config.batch_max_delay_s, self._on_batch_due
-            )
+        batch = self._batch_open(received)
         batch.readings.extend(decoded.readings)
         if decoded.units:
             batch.units.setdefault(topic.uid, {}).update(decoded.units)
         self._pending_readings += len(decoded.readings)
         self.stats.readings += len(decoded.readings)
-        if message.qos > 0:
+        self._batch_joined(message)
+
+    def _take_event(self, message: paho.MQTTMessage, uid: str, event: Event | Rejection) -> None:
+        """Put a control event in the open batch, or report why it was refused."""
+        if isinstance(event, Rejection):
+            self._reject(message.topic, uid, event)
+            self._ack_now(message)
+            return
+        self._batch_open(event[-1]).events.append(event)
+        self._batch_joined(message)
+
+    def _batch_open(self, received_ms: int) -> Batch:
+        """Return the open batch, starting its timer if it was empty."""
+        batch = self._current
+        if not batch.readings and not batch.events:
+            batch.received_ms = received_ms
+            self._flush_timer = asyncio.get_running_loop().call_later(
+                self.config.batch_max_delay_s, self._on_batch_due
+            )
+        return batch
+
+    def _batch_joined(self, message: paho.MQTTMessage | None) -> None:
+        """Note a message that is now in the open batch; send the batch if it should go."""
+        batch = self._current
+        if message is not None and message.qos > 0:
             batch.mids.append(message.mid)
         if len(batch.readings) >= self.config.batch_max_readings or not self._pending:
             # Full, or nothing is being stored: send now. Under load, batches in
@@ -254,7 +307,7 @@ class Bridge:
             self._flush_timer.cancel()
             self._flush_timer = None
         batch = self._current
-        if not batch.readings:
+        if not batch.readings and not batch.events:
             return
         self._current = Batch()
         batch.generation = self._generation
@@ -296,6 +349,8 @@ class Bridge:
         }
         if batch.units:
             message["units"] = batch.units
+        if batch.events:
+            message["events"] = batch.events
         delays = backoff_delays(LAYER_RETRY_MIN_S, LAYER_RETRY_MAX_S)
         while True:
             try:
@@ -333,6 +388,8 @@ class Bridge:
         self._in_flight.discard(batch_id)
         self._pending_readings -= len(batch.readings)
         self.stats.batches_stored += 1
+        for uid, topic, error in reply.get("rejected") or ():
+            self._reject(topic, uid, Rejection("command_rejected", error))
         self.stats.readings_inserted += int(reply.get("inserted", 0))
         self.stats.readings_duplicate += int(reply.get("duplicates", 0))
         self.stats.unknown_device_readings += sum(dict(reply.get("unknown") or {}).values())
@@ -347,6 +404,40 @@ class Bridge:
         self._update_backpressure()
         if not self._pending:
             self._drained.set()
+
+    async def _commands_loop(self) -> None:
+        """Publish commands the hub hands to any bridge on the commands channel."""
+        delays = backoff_delays(LAYER_RETRY_MIN_S, LAYER_RETRY_MAX_S)
+        while True:
+            try:
+                command = await self.layer.receive(self.config.commands_channel)
+            except Exception as error:  # noqa: BLE001 - the layer's backend is down
+                logger.warning("bridge: channel layer receive failed (%s); retrying", error)
+                await asyncio.sleep(next(delays))
+                continue
+            delays = backoff_delays(LAYER_RETRY_MIN_S, LAYER_RETRY_MAX_S)
+            if command.get("type") != "command.publish":
+                continue
+            if self._connection is None or not self.connected.is_set():
+                self._commands_waiting.append(command)
+            else:
+                self._publish_command(command)
+
+    def _publish_command(self, command: dict[str, Any]) -> None:
+        assert self._connection is not None
+        topic = f"devices/{command['device']}/commands/{command['id']}"
+        mid = self._connection.publish(
+            topic, command_payload(command["method"], command.get("params") or {}), qos=1
+        )
+        self._command_mids[mid] = str(command["id"])
+
+    def _on_published(self, mid: int) -> None:
+        """A command reached the broker: tell the hub it is sent, inside the next batch."""
+        command_id = self._command_mids.pop(mid, None)
+        if command_id is not None:
+            at = now_ms()
+            self._batch_open(at).events.append(sent_event(command_id, at_ms=at))
+            self._batch_joined(None)
 
     async def _resend_loop(self) -> None:
         while True:

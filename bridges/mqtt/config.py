@@ -56,10 +56,17 @@ class BridgeConfig:
     # Stop reading from the broker while this many readings wait to be stored.
     max_pending_readings: int = 100_000
     limits: Limits = DEFAULT_LIMITS
+    # The channel-layer channel the hub hands commands to; any one bridge takes each.
+    commands_channel: str = "mqtt.commands"
 
     def topic_filters(self) -> list[str]:
-        """Return the subscriptions: device telemetry (native JSON and SenML), optionally shared."""
-        filters = ["devices/+/telemetry", "devices/+/senml"]
+        """Return the subscriptions: telemetry, SenML, presence and replies, optionally shared."""
+        filters = [
+            "devices/+/telemetry",
+            "devices/+/senml",
+            "devices/+/status",
+            "devices/+/commands/+/reply",
+        ]
         if self.shared_group:
             return [f"$share/{self.shared_group}/{topic}" for topic in filters]
         return filters

@@ -78,6 +78,8 @@ class MqttConnection:
 
         self.client.on_message = deliver
         self.client.on_subscribe = self._on_subscribe
+        self.on_published: Callable[[int], None] | None = None
+        self.client.on_publish = self._on_publish
         self.client.on_socket_open = self._on_socket_open
         self.client.on_socket_close = self._on_socket_close
         self.client.on_socket_register_write = self._on_register_write
@@ -131,9 +133,9 @@ class MqttConnection:
         if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise ConnectionLost(f"subscribe failed: {paho.error_string(result)}")
 
-    def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
-        """Queue a publish; it leaves when the socket is writable."""
-        self.client.publish(topic, payload, qos=qos)
+    def publish(self, topic: str, payload: bytes, qos: int = 0) -> int:
+        """Queue a publish; it leaves when the socket is writable. Return its message id."""
+        return int(self.client.publish(topic, payload, qos=qos).mid)
 
     def ack(self, mid: int) -> None:
         """Acknowledge one QoS 1 message."""
@@ -206,6 +208,12 @@ class MqttConnection:
             logger.error("mqtt: subscription refused: %s", ", ".join(failed))
         else:
             logger.info("mqtt: subscribed (%d filters)", len(reasons))
+
+    def _on_publish(
+        self, _client: paho.Client, _userdata: Any, mid: int, _reason: Any, _props: Any
+    ) -> None:
+        if self.on_published is not None:
+            self.on_published(mid)
 
     def _on_disconnect(
         self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any

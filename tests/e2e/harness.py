@@ -164,7 +164,7 @@ def embedded_hub(tmp: Path, **env: str) -> Iterator[HubUnderTest]:
 
 
 @contextlib.contextmanager
-def production_hub(tmp: Path, mqtt_port: int = 1883) -> Iterator[HubUnderTest]:
+def production_hub(tmp: Path, mqtt_port: int = 1883, **env: str) -> Iterator[HubUnderTest]:
     """Daphne, `hub bridge` and `hub ingest` as processes on PostgreSQL, Redis and Mosquitto."""
     name = f"hub_e2e_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
@@ -183,6 +183,7 @@ def production_hub(tmp: Path, mqtt_port: int = 1883) -> Iterator[HubUnderTest]:
             HUB_CHANNEL_PREFIX=name,
             HUB_MQTT_CLIENT_ID=name,
             HUB_MQTT_SESSION_EXPIRY_SECONDS="60",
+            **env,
         ),
         tmp,
     )
