@@ -18,7 +18,13 @@ from django.db import DatabaseError, InterfaceError
 from devices.dispatch import commands_broadcast, commands_publish, owner_group
 from hub.conf import hub_settings
 from telemetry.groups import INGEST_CHANNEL
-from telemetry.services import BatchApplied, Swept, ingest_apply, presence_and_commands_sweep
+from telemetry.services import (
+    BatchApplied,
+    Swept,
+    ingest_apply,
+    presence_and_commands_sweep,
+    readings_prune,
+)
 from telemetry.values import WireValue, format_ts, ms_to_datetime
 
 logger = logging.getLogger(__name__)
@@ -30,6 +36,9 @@ DRAIN_DEADLINE_S = 8.0
 LAYER_RETRY_S = 1.0
 # How often to expire commands and look for devices that fell silent.
 SWEEP_INTERVAL_S = 2.0
+# Retention: the first prune a minute after start, then hourly.
+PRUNE_FIRST_S = 60.0
+PRUNE_INTERVAL_S = 3600.0
 
 
 class IngestConsumer(AsyncConsumer):  # type: ignore[misc]
@@ -205,13 +214,31 @@ async def ingest_run(stop: asyncio.Event, *, channel: str = INGEST_CHANNEL) -> N
 
 
 async def _sweep_loop(layer: BaseChannelLayer, stop: asyncio.Event) -> None:
-    """Every SWEEP_INTERVAL_S: expire commands, mark silent devices offline."""
+    """Every SWEEP_INTERVAL_S: expire commands, mark silent devices offline; prune hourly."""
+    prune_at = time.monotonic() + PRUNE_FIRST_S
+    prune: asyncio.Task[Any] | None = None
     while not stop.is_set():
         await _sleep_unless(stop, SWEEP_INTERVAL_S)
         try:
             await sweep_once(layer)
         except Exception:
             logger.exception("ingest: sweep failed")
+        if time.monotonic() >= prune_at and (prune is None or prune.done()):
+            prune_at = time.monotonic() + PRUNE_INTERVAL_S
+            # On a thread of its own, with its own connection: pruning never holds up a batch.
+            prune = asyncio.create_task(
+                database_sync_to_async(readings_prune, thread_sensitive=False)(
+                    now=ms_to_datetime(time.time_ns() // 1_000_000)
+                )
+            )
+            prune.add_done_callback(_prune_done)
+    if prune is not None and not prune.done():
+        prune.cancel()
+
+
+def _prune_done(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("ingest: prune failed: %r", task.exception())
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
