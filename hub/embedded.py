@@ -9,7 +9,7 @@ import logging
 import os
 import secrets
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +147,8 @@ class EmbeddedHub:
             password=self.bridge_password,
         )
         # The embedded broker speaks MQTT 3.1.1 only.
-        bridge = Bridge(bridge_config(broker, protocol=4))
+        # One process does everything here: fewer, larger batches leave it more time.
+        bridge = Bridge(replace(bridge_config(broker, protocol=4), send_when_idle=False))
         self.bridge_task = asyncio.create_task(bridge.run(self.stop_bridge), name="bridge")
         self.ingest_task = asyncio.create_task(ingest_run(self.stop_ingest), name="ingest")
         if credentials is not None:

@@ -273,7 +273,8 @@ class Bridge:
         batch = self._current
         if message is not None and message.qos > 0:
             batch.mids.append(message.mid)
-        if len(batch.readings) >= self.config.batch_max_readings or not self._pending:
+        idle = self.config.send_when_idle and not self._pending
+        if len(batch.readings) >= self.config.batch_max_readings or idle:
             # Full, or nothing is being stored: send now. Under load, batches in
             # flight let the open one grow, which is how the store keeps up.
             self._seal()
@@ -398,7 +399,8 @@ class Bridge:
         if self._connection is not None and batch.generation == self._generation:
             for mid in batch.mids:
                 self._connection.ack(mid)
-        if not self._pending or (self._flush_timer is None and self._window_has_room()):
+        idle = self.config.send_when_idle and not self._pending
+        if idle or (self._flush_timer is None and self._window_has_room()):
             self._seal()  # the store is idle, or the open batch was due while the window was full
         self._wake_sender.set()
         self._update_backpressure()

@@ -51,6 +51,9 @@ class BridgeConfig:
     batch_max_delay_s: float = 0.05
     # Batches sent and not yet confirmed; more wait in the bridge, where the open one grows.
     batches_in_flight: int = 4
+    # Send at once whenever the store is idle (lowest latency); off, a batch always
+    # waits for its delay or its size (fewer, larger transactions: embedded mode).
+    send_when_idle: bool = True
     # A batch not confirmed stored within this time is sent again (dedup makes it safe).
     ingest_timeout_s: float = 30.0
     # Stop reading from the broker while this many readings wait to be stored.

@@ -128,6 +128,8 @@ if DATABASE_URL is None or DATABASE_URL.startswith("sqlite"):
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
             },
+            # One process keeps its connection: no reconnect per ingest batch.
+            "CONN_MAX_AGE": None,
         }
     }
 else:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from telemetry.values import WireValue, datetime_to_ms, ms_to_datetime, value_to_columns
+from telemetry.values import WireValue, datetime_to_ms, value_to_columns
 
 # SQLite binds at most 32766 parameters per statement.
 ROWS_PER_STATEMENT = 2000
@@ -25,9 +25,8 @@ def readings_insert(
     units: Mapping[tuple[int, str], str],
 ) -> list[Key]:
     """Insert new readings, fold them into rollups and latest values, return their keys."""
-    adapt = connection.ops.adapt_datetimefield_value
     params = [
-        (device_id, metric, adapt(ms_to_datetime(ts)), *value_to_columns(value))
+        (device_id, metric, _stored_ts(ts), *value_to_columns(value))
         for device_id, metric, ts, value in rows
     ]
     returned = _upsert(
@@ -44,6 +43,18 @@ def readings_insert(
     _rollups_add(connection, new)
     _latest_update(connection, new, units)
     return keys
+
+
+_EPOCH_NAIVE = datetime(1970, 1, 1)  # noqa: DTZ001 - SQLite holds naive UTC text
+
+
+def _stored_ts(ts_ms: int) -> str:
+    """Return epoch ms as the text Django's SQLite backend stores for a UTC datetime.
+
+    The same as connection.ops.adapt_datetimefield_value(ms_to_datetime(ts_ms)),
+    a third of the cost, which counts at thousands of readings a second.
+    """
+    return str(_EPOCH_NAIVE + timedelta(milliseconds=ts_ms))
 
 
 def _returned_ms(value: datetime | str) -> int:
@@ -100,7 +111,6 @@ class _Aggregate:
 
 def _rollups_add(connection: BaseDatabaseWrapper, new: list[tuple[Key, WireValue]]) -> None:
     """Fold newly inserted numeric readings into the 1-minute and 1-hour rollups."""
-    adapt = connection.ops.adapt_datetimefield_value
     for table, width in ROLLUPS:
         buckets: dict[tuple[int, str, int], _Aggregate] = {}
         for (device_id, metric, ts), value in new:
@@ -117,15 +127,15 @@ def _rollups_add(connection: BaseDatabaseWrapper, new: list[tuple[Key, WireValue
             (
                 device_id,
                 metric,
-                adapt(ms_to_datetime(bucket)),
+                _stored_ts(bucket),
                 a.count,
                 a.total,
                 a.low,
                 a.high,
                 a.first,
-                adapt(ms_to_datetime(a.first_ts)),
+                _stored_ts(a.first_ts),
                 a.last,
-                adapt(ms_to_datetime(a.last_ts)),
+                _stored_ts(a.last_ts),
             )
             for (device_id, metric, bucket), a in sorted(buckets.items())
         ]
@@ -175,7 +185,6 @@ def _latest_update(
         current = newest.get((device_id, metric))
         if current is None or ts > current[0]:
             newest[(device_id, metric)] = (ts, value)
-    adapt = connection.ops.adapt_datetimefield_value
     _upsert(
         connection,
         table="telemetry_latest",
@@ -184,7 +193,7 @@ def _latest_update(
             (
                 device_id,
                 metric,
-                adapt(ms_to_datetime(ts)),
+                _stored_ts(ts),
                 *value_to_columns(value),
                 units.get((device_id, metric)),
             )

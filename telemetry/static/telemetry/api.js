@@ -41,3 +41,26 @@ export async function readingsSince(uid, start, onPage, { metric, maxPages = 10 
     url = body.next;
   }
 }
+
+/**
+ * POST a JSON document with the page's session; Django's CSRF check (which DRF's
+ * SessionAuthentication applies) wants the form's token in the X-CSRFToken header.
+ * Return `{ok, status, body}` (body: the decoded JSON, or null) and leave errors to the caller;
+ * throw only when the hub cannot be reached.
+ */
+export async function postJSON(url, document, { csrfToken, signal } = {}) {
+  const response = await fetch(url, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: {
+      Accept: "application/json",
+      "Content-Type": "application/json",
+      "X-CSRFToken": csrfToken ?? "",
+    },
+    body: JSON.stringify(document),
+    signal,
+  });
+  const type = response.headers.get("Content-Type") || "";
+  const body = type.startsWith("application/json") ? await response.json() : null;
+  return { ok: response.ok, status: response.status, body };
+}

@@ -1,5 +1,6 @@
-// Device page: status, latest values, one live chart per numeric metric, and a history
-// chart (min–max band, average line) of 1 h / 24 h / 7 d from /series/ with a CSV export.
+// Device page: status, latest values, one live chart per numeric metric, a history chart
+// (min–max band, average line) of 1 h / 24 h / 7 d from /series/ with a CSV export, and
+// the commands panel (commands.js).
 
 import { deviceUrl, getJSON, query, readingsSince } from "./api.js";
 import {
@@ -10,6 +11,7 @@ import {
   redraw,
   seriesColumns,
 } from "./charts.js";
+import { CommandsPanel } from "./commands.js";
 import {
   formatAgo,
   formatTime,
@@ -41,6 +43,11 @@ const device = {
 };
 const charts = new Map(); // metric -> {buffer, plot, figure, value}
 const element = (id) => document.getElementById(id);
+const commands = new CommandsPanel(element("commands-panel"), {
+  uid,
+  timeoutMax: data.command_timeout.max,
+  initial: data.commands,
+});
 
 // --- readings, from frames and from REST alike ---------------------------------
 
@@ -81,6 +88,8 @@ function onFrame(frame) {
     if (frame.online && at && at > (device.lastSeen || 0)) device.lastSeen = at;
     statusChanged = true;
     schedule();
+  } else if (frame.type === "command") {
+    commands.onFrame(frame);
   }
 }
 
@@ -91,6 +100,8 @@ function backfill(start) {
 let fills = 0; // gap fills done, shown as data-fills on the live charts
 
 function onSubscribed(frame, { reconnected }) {
+  // Commands may have moved on between the page's rendering (or the lost socket) and now.
+  commands.refresh().catch((error) => console.warn("commands:", error.message));
   if (!reconnected) return;
   // Frames sent while the socket was down are lost; REST has them (inclusive start, deduplicated).
   const start = Math.max(device.lastTs ?? 0, now() - LIVE_WINDOW_MS);
@@ -128,6 +139,7 @@ function flush() {
     const badge = element("status");
     badge.textContent = device.online ? "online" : "offline";
     badge.className = `badge state ${device.online ? "on" : "off"}`;
+    commands.setOnline(device.online);
     renderSeen();
   }
   for (const metric of latestChanged) renderLatest(metric);
