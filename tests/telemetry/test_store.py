@@ -198,11 +198,11 @@ def test_units_of_one_batch_do_not_leak_into_the_next_in_one_transaction():
 
 def test_sqlite_timestamp_text_matches_djangos():
     from django.db import connection
-    from django.db.backends.sqlite3.operations import DatabaseOperations
+    from django.db.backends.sqlite3.base import DatabaseWrapper
 
     from telemetry.storage.portable import _stored_ts
     from telemetry.values import ms_to_datetime
 
-    sqlite_ops = DatabaseOperations(connection)
+    sqlite_ops = DatabaseWrapper.ops_class(connection)
     for ts in (0, 1, 999, 1_764_139_200_000, 1_764_139_200_123, 4_102_444_800_000):
         assert _stored_ts(ts) == str(sqlite_ops.adapt_datetimefield_value(ms_to_datetime(ts)))
