@@ -23,6 +23,7 @@ from hub.conf import hub_settings
 from telemetry.codec import UNIT_MAX_LENGTH
 from telemetry.models import LatestValue, Reading, RollupMinute
 from telemetry.storage import readings_insert
+from telemetry.timescale import readings_drop_chunks, readings_hypertable
 from telemetry.values import WireValue
 
 logger = logging.getLogger(__name__)
@@ -200,7 +201,11 @@ def readings_prune(*, now: datetime, batch_size: int = PRUNE_BATCH_SIZE) -> Prun
         raise ValueError("batch_size must be at least 1")
     readings_before = now - timedelta(days=hub_settings.RAW_RETENTION_DAYS)
     rollups_before = now - timedelta(days=hub_settings.ROLLUP_1M_RETENTION_DAYS)
-    readings = _prune_model(Reading, "ts", readings_before, batch_size)
+    if readings_hypertable(connection):
+        # TimescaleDB: drop whole chunks, no row deletes (chunks count, not rows).
+        readings = readings_drop_chunks(connection, readings_before)
+    else:
+        readings = _prune_model(Reading, "ts", readings_before, batch_size)
     rollups = _prune_model(RollupMinute, "bucket", rollups_before, batch_size)
     if readings or rollups:
         logger.info(
