@@ -1,5 +1,3 @@
-import time as _t
-_T0 = _t.monotonic()
 """Commands from the device page to a simulated device, and its presence on the fleet page."""
 
 from __future__ import annotations
@@ -39,16 +37,13 @@ def test_commands_from_the_device_page_and_presence_on_the_fleet(hub: Hub) -> No
     expect.set_options(timeout=10_000)
     try:
         simulator.start()
-        print(f'{_t.monotonic()-_T0:6.2f} line 39: simulator.start()'.replace('{','('))
         wait_until(online, timeout=30, message="the simulated device online")
-        print(f'{_t.monotonic()-_T0:6.2f} line 40: wait_until(online, timeout=30, message="the simula'.replace('{','('))
         with sync_playwright() as playwright:
             browser = launch(playwright)
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             device_page = context.new_page()
             console.watch(device_page)
             log_in(device_page, server.http, f"/devices/{UID}/", "operator", PASSWORD)
-            print(f'{_t.monotonic()-_T0:6.2f} line 46: log_in(device_page, server.http, f"/devices/{UID}/'.replace('{','('))
             expect(device_page.locator("#connection")).to_have_text("live")
             expect(device_page.locator("#status")).to_have_text("online")
 
@@ -66,7 +61,6 @@ def test_commands_from_the_device_page_and_presence_on_the_fleet(hub: Hub) -> No
             method.fill("set_interval")
             params.fill('{"seconds": }')
             send.click()
-            print(f'{_t.monotonic()-_T0:6.2f} line 63: send.click()'.replace('{','('))
             expect(error).to_contain_text("Params are not valid JSON")
             expect(params).to_have_attribute("aria-invalid", "true")
             expect(params).to_be_focused()
@@ -78,11 +72,9 @@ def test_commands_from_the_device_page_and_presence_on_the_fleet(hub: Hub) -> No
 
             # A command the simulator carries out: it succeeds with its result, live.
             send.click()
-            print(f'{_t.monotonic()-_T0:6.2f} line 74: send.click()'.replace('{','('))
             expect(rows).to_have_count(1)
             interval = rows.first
             expect(interval).to_have_attribute("data-status", "succeeded")
-            print(f'{_t.monotonic()-_T0:6.2f} line 77: expect(interval).to_have_attribute("data-status", '.replace('{','('))
             expect(interval.locator(".status")).to_have_text("succeeded")
             expect(interval.locator(".method")).to_have_text("set_interval")
             expect(interval.locator(".params")).to_have_text('{"seconds":1}')
@@ -92,7 +84,6 @@ def test_commands_from_the_device_page_and_presence_on_the_fleet(hub: Hub) -> No
             method.fill("self_destruct")
             params.fill("{}")
             send.click()
-            print(f'{_t.monotonic()-_T0:6.2f} line 86: send.click()'.replace('{','('))
             expect(rows).to_have_count(2)
             expect(rows.first).to_have_attribute("data-status", "failed")
             expect(rows.first.locator(".outcome")).to_have_text("unknown method 'self_destruct'")
@@ -107,7 +98,6 @@ def test_commands_from_the_device_page_and_presence_on_the_fleet(hub: Hub) -> No
             assert status == 201, created
             scripted = panel.locator(f'tr[data-command="{created["id"]}"]')
             expect(scripted).to_have_attribute("data-status", "succeeded")
-            print(f'{_t.monotonic()-_T0:6.2f} line 100: expect(scripted).to_have_attribute("data-status", '.replace('{','('))
             expect(scripted.locator(".params")).to_have_text('{"value":30}')
             expect(rows).to_have_count(3)
 
@@ -119,12 +109,9 @@ def test_commands_from_the_device_page_and_presence_on_the_fleet(hub: Hub) -> No
             row = fleet.locator(f'tr[data-device="{UID}"]')
             expect(row.locator(".state")).to_have_text("online")
             simulator.kill()
-            print(f'{_t.monotonic()-_T0:6.2f} line 111: simulator.kill()'.replace('{','('))
             expect(row.locator(".state")).to_have_text("offline", timeout=PRESENCE_MS)
-            print(f'{_t.monotonic()-_T0:6.2f} line 112: expect(row.locator(".state")).to_have_text("offlin'.replace('{','('))
             expect(fleet.locator("#count-offline")).to_have_text("1")
             expect(device_page.locator("#status")).to_have_text("offline")
-            print(f'{_t.monotonic()-_T0:6.2f} line 114: expect(device_page.locator("#status")).to_have_tex'.replace('{','('))
             expect(panel.locator("#command-offline")).to_be_visible()
 
             # Meanwhile a command waits as pending and expires after its timeout.
@@ -132,26 +119,22 @@ def test_commands_from_the_device_page_and_presence_on_the_fleet(hub: Hub) -> No
             params.fill("")
             timeout.fill("1")
             send.click()
-            print(f'{_t.monotonic()-_T0:6.2f} line 121: send.click()'.replace('{','('))
             expect(rows).to_have_count(4)
             expect(rows.first).to_have_attribute("data-status", "expired")
-            print(f'{_t.monotonic()-_T0:6.2f} line 123: expect(rows.first).to_have_attribute("data-status"'.replace('{','('))
             expect(rows.first.locator(".outcome")).to_have_text("no reply within 1 s")
 
             simulator.start()
-            print(f'{_t.monotonic()-_T0:6.2f} line 126: simulator.start()'.replace('{','('))
             expect(row.locator(".state")).to_have_text("online", timeout=PRESENCE_MS)
-            print(f'{_t.monotonic()-_T0:6.2f} line 127: expect(row.locator(".state")).to_have_text("online'.replace('{','('))
             expect(fleet.locator("#count-online")).to_have_text("1")
             expect(device_page.locator("#status")).to_have_text("online")
             expect(panel.locator("#command-offline")).to_be_hidden()
 
+            device_page.bring_to_front()
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             panel.screenshot(path=str(SCREENSHOTS / "commands.png"))
 
             # Loaded again, the page lists the same commands (page data, then REST once live).
             device_page.reload()
-            print(f'{_t.monotonic()-_T0:6.2f} line 136: device_page.reload()'.replace('{','('))
             expect(panel.locator("#commands")).to_have_attribute("data-loads", "1")
             expect(rows).to_have_count(4)
             statuses = [rows.nth(i).get_attribute("data-status") for i in range(4)]
@@ -165,9 +148,7 @@ def test_commands_from_the_device_page_and_presence_on_the_fleet(hub: Hub) -> No
             assert width <= 375, f"the device page is {width} px wide at a 375 px viewport"
             panel.screenshot(path=str(SCREENSHOTS / "commands-375.png"))
             browser.close()
-            print(f'{_t.monotonic()-_T0:6.2f} line 149: browser.close()'.replace('{','('))
     finally:
         simulator.stop()
-        print(f'{_t.monotonic()-_T0:6.2f} line 151: simulator.stop()'.replace('{','('))
 
     assert console.errors == []

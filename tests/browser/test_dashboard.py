@@ -151,6 +151,8 @@ def test_dashboard_shows_live_values_history_and_reconnects(hub: Hub) -> None:
         expect(page.locator("#connection")).to_have_text("live", timeout=RECONNECT_S * 1000)
         expect(page.locator("#connection-banner")).to_be_hidden()
         expect(page.locator("#live-charts")).to_have_attribute("data-fills", "1")
+        # The commands list is read again from REST too (status changes may have been missed).
+        expect(page.locator("#commands")).to_have_attribute("data-loads", "2")
         expect(live.locator("figcaption b")).to_have_text("55.5")
         expect(live.locator(".plot")).to_have_attribute("data-points", "5")
         console.server_down = False

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.staticfiles import finders
+from django.utils import timezone
 
+from devices.models import Command
+from devices.services import command_create
+from telemetry.pages import RECENT_COMMANDS
 from tests.factories import make_device, make_user
 from tests.telemetry.conftest_api import T0, store
 
@@ -74,6 +79,26 @@ def test_device_page_embeds_the_device_and_its_latest_values(alice_client, alice
     assert data["device"]["uid"] == "d1"
     assert data["device"]["latest"]["temperature"]["value"] == 21.5
     assert b'id="history-chart"' in response.content
+
+
+def test_device_page_embeds_recent_commands_newest_first_and_a_csrf_token(alice_client, alice):
+    device, _ = make_device(alice, "d1")
+    other, _ = make_device(alice, "d2")
+    start = timezone.now()
+    for step in range(RECENT_COMMANDS + 2):
+        command = command_create(device=device, method=f"m{step}", params={"n": step})
+        Command.objects.filter(id=command.id).update(created=start + timedelta(seconds=step))
+    command_create(device=other, method="elsewhere", params={})
+    response = alice_client.get("/devices/d1/")
+    data = page_data(response)
+    methods = [command["method"] for command in data["commands"]]
+    assert methods == [f"m{step}" for step in range(RECENT_COMMANDS + 1, 1, -1)]
+    assert data["commands"][0]["params"] == {"n": RECENT_COMMANDS + 1}
+    assert data["commands"][0]["status"] == "pending"
+    assert data["command_timeout"] == {"default": 30, "max": 3600}
+    # The form's token is what DRF's SessionAuthentication checks on the script's POST.
+    assert b'id="command-form"' in response.content
+    assert b'name="csrfmiddlewaretoken"' in response.content
 
 
 @pytest.mark.parametrize("uid", ["bobs", "nobody", "bad%20uid"])
