@@ -3,8 +3,10 @@
 Runs against the machine's PostgreSQL and Redis and a private Mosquitto started
 with the hub's documented configuration, one fresh broker per row; the hub row
 adds a 200 000-message burst and a 2 x overload, and the embedded row runs
-`hub serve` alone. Prints one table, writes bench/results/<UTC time>.json and a
-PNG beside it. See bench/README.md for what is measured and how.
+`hub serve` alone. Then the fan-out (issue 4), command (issue 6) and history
+(issue 5) rows of bench/scenarios.py, each printed in a section of its own.
+Prints one table, writes bench/results/<UTC time>.json and a PNG beside it.
+See bench/README.md for what is measured and how.
 """
 
 from __future__ import annotations
@@ -35,12 +37,15 @@ from bench.procs import Child, leftovers, stop_all
 from bench.profile import collect_profiles, profile_text
 from bench.row import Row, RowContext
 from bench.runner import Plan, RowRunner
+from bench.scenarionotes import scenario_text
+from bench.scenarios import SCENARIOS, Seeds, add_arguments, apply_defaults, run_scenario
 from bench.services import ROOT, Databases, broker_start, database_seed
 
 logger = logging.getLogger("bench")
 
 RESULTS = ROOT / "bench" / "results"
-ROWS = ("ceiling", "hub", "naive", "embedded")
+LADDER_ROWS = ("ceiling", "hub", "naive", "embedded")
+ROWS = (*LADDER_ROWS, *SCENARIOS)
 FULL = {
     "window": 20.0,
     "warmup": 4.0,
@@ -134,6 +139,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write results")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else FULL
     keys = ("window", "warmup", "max_steps", "refine", "latency_window", "profile", "budget")
@@ -150,6 +156,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.rows) - set(ROWS)
     if unknown:
         parser.error(f"unknown rows: {', '.join(sorted(unknown))}")
+    apply_defaults(args)
     return args
 
 
@@ -167,7 +174,8 @@ def plan_for(args: argparse.Namespace, row: str) -> Plan:
         rates=args.embedded_rates if row == "embedded" else args.rates,
         tolerance=args.tolerance,
         profile_s=args.profile,
-        budget_s=args.budget * 60 / len(args.rows),
+        # The ladder budget is shared by the ladder rows only; the other rows bound themselves.
+        budget_s=args.budget * 60 / max(1, len([r for r in args.rows if r in LADDER_ROWS])),
         profile_rate=args.embedded_rates[0] if row == "embedded" else 0.0,
         overload_s=args.overload if row == "hub" else 0.0,
         catch_up_s=args.catch_up,
@@ -313,7 +321,11 @@ async def run(args: argparse.Namespace, run_id: str, workdir: Path) -> dict[str,
             )
             token = await asyncio.to_thread(database_seed, env, args.devices, context.uid_prefix)
             seed = {"template": template, "token": token}
+        seeds = Seeds(databases, context)
         for name in args.rows:
+            if name in SCENARIOS:
+                results["rows"][name] = await run_scenario(name, args, context, seeds)
+                continue
             results["rows"][name] = await run_row(name, args, context, seed)
             if "mosquitto_sub" in results["rows"][name]:
                 results["mosquitto_sub"] = results["rows"][name].pop("mosquitto_sub")
@@ -364,11 +376,16 @@ def main(argv: list[str] | None = None) -> int:
     json_path = args.results / f"{stamp}.json"
     png_path = args.results / f"{stamp}.png"
     report.write_json(results, json_path)
-    report.plot(results, png_path)
+    plotted = any(name in LADDER_ROWS for name in results["rows"])
+    if plotted:
+        report.plot(results, png_path)
     print()
-    print(report.table(results))
+    if any(name in LADDER_ROWS for name in results["rows"]):
+        print(report.table(results))
+    print(scenario_text(results))
     print(profile_text(results))
-    print(f"\nran {results['seconds'] / 60:.1f} min; wrote {json_path} and {png_path.name}")
+    wrote = f"{json_path} and {png_path.name}" if plotted else str(json_path)
+    print(f"\nran {results['seconds'] / 60:.1f} min; wrote {wrote}")
     failed = any(row.get("errors") for row in results["rows"].values())
     return 1 if failed else 0
 

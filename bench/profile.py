@@ -126,13 +126,16 @@ def profile_text(results: dict[str, Any]) -> str:
 
 def collect_profiles(results: dict[str, Any], out: Path, run_id: str) -> None:
     """Move py-spy outputs next to the results before the work folder goes."""
+    workdir = Path(results.get("workdir", ""))
     for row_name, row in results["rows"].items():
         for item in (row.get("profile") or {}).values():
             if isinstance(item, dict) and item.get("file"):
                 source = Path(item["file"])
                 if source.exists():
                     out.mkdir(parents=True, exist_ok=True)
-                    target = out / f"{run_id}-{row_name}-{source.name}"
+                    # A row's phases record into folders of their own (same process names).
+                    phase = "" if source.parent == workdir else f"{source.parent.name}-"
+                    target = out / f"{run_id}-{row_name}-{phase}{source.name}"
                     shutil.move(source, target)
                     item["file"] = str(target)
 

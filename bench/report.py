@@ -35,6 +35,11 @@ TARGETS = (
 )
 
 
+def ladder_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Return the ingest rows (the others carry a "kind" and are printed by scenarionotes)."""
+    return [(name, row) for name, row in results["rows"].items() if "kind" not in row]
+
+
 def number(value: float | None, digits: int = 0) -> str:
     """Format a number with thousands separators, or a dash."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -107,7 +112,7 @@ def table(results: dict[str, Any]) -> str:
         "peak RSS MB",
     ]
     lines: list[list[str]] = []
-    for name, row in results["rows"].items():
+    for name, row in ladder_rows(results):
         best = row.get("sustained") or {}
         per_10k = best.get("cpu_s_per_10k_readings") or {}
         rss = row.get("peak_rss") or {}
@@ -197,12 +202,12 @@ def footnotes(results: dict[str, Any]) -> list[str]:
         "CPU s/10k rd: CPU seconds of each process per 10 000 readings consumed, over the "
         "best sustained window; 'other (not ours)' = the rest of the machine meanwhile",
         "counted as consumed: "
-        + "; ".join(f"{name}: {row.get('counted', '?')}" for name, row in results["rows"].items()),
+        + "; ".join(f"{name}: {row.get('counted', '?')}" for name, row in ladder_rows(results)),
         "naive: one ORM create() per reading + one group_send per message; it skips rollups, "
         "latest values and last_seen (the hub does all three) and acknowledges on arrival",
     ]
     notes += phase_notes(results)
-    for name, row in results["rows"].items():
+    for name, row in ladder_rows(results):
         for error in row.get("errors", []):
             notes.append(f"ERROR {name}: {error}")
         count = row.get("count") or {}
@@ -248,7 +253,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 9), sharex=True)
     colours = {"ceiling": "tab:gray", "hub": "tab:blue", "naive": "tab:red"}
     highest, lowest = 1.0, math.inf
-    for name, row in results["rows"].items():
+    for name, row in ladder_rows(results):
         steps = sorted(
             [*row.get("steps", []), *([row["latency"]] if row.get("latency") else [])],
             key=lambda step: step["offered"],

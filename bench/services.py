@@ -117,6 +117,13 @@ class Databases:
         self._admin(f'CREATE DATABASE "{name}"{clause}')
         return self.url(name)
 
+    def drop(self, name: str) -> None:
+        """Drop one of this run's databases now (its data is large)."""
+        with contextlib.suppress(psycopg.Error):
+            self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if name in self.created:
+            self.created.remove(name)
+
     def drop_all(self) -> None:
         """Drop every database this run created."""
         for name in reversed(self.created):
