@@ -87,6 +87,10 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1",
             f"persistence_location {self.directory}/",
             f"log_dest file {self.log}",
+            # Run as root, Mosquitto would become the `mosquitto` user, who cannot write
+            # to pytest's private temporary folders: no log, and no persistence file, so
+            # a restarted broker would forget every session and the messages queued in it.
+            *(["user root"] if os.geteuid() == 0 else []),
             self.extra,
         ]
         return "\n".join(lines) + "\n"

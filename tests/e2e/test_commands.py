@@ -43,26 +43,27 @@ def hub(request, tmp_path) -> Iterator[HubUnderTest]:
 def simulator(
     hub: HubUnderTest, credentials: list[dict], tmp: Path, rate: float = 2
 ) -> subprocess.Popen:
-    path = tmp / f"credentials-{len(list(tmp.glob('credentials-*')))}.jsonl"
+    path = tmp / f"credentials-{len(list(tmp.glob('credentials-*.jsonl')))}.jsonl"
     path.write_text("".join(json.dumps(c) + "\n" for c in credentials))
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "firmware_sim",
-            "--devices",
-            str(len(credentials)),
-            "--rate",
-            str(rate),
-            "--broker",
-            f"mqtt://127.0.0.1:{hub.mqtt_port}",
-            "--credentials",
-            str(path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    with path.with_suffix(".log").open("wb") as log:  # the child keeps its own copy
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "firmware_sim",
+                "--devices",
+                str(len(credentials)),
+                "--rate",
+                str(rate),
+                "--broker",
+                f"mqtt://127.0.0.1:{hub.mqtt_port}",
+                "--credentials",
+                str(path),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
 
 
 def register(hub: HubUnderTest, api: str, uid: str) -> dict:

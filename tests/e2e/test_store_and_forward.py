@@ -54,7 +54,18 @@ def test_readings_produced_while_the_broker_is_down_arrive_with_original_timesta
                     during = [s for s in stamps if down_from + 0.5 < _epoch(s) < down_until - 0.5]
                     return len(during) >= int((down_until - down_from - 1) * RATE * 0.9)
 
-                wait_until(covered, timeout=30, message="the outage's readings to arrive")
+                try:
+                    wait_until(covered, timeout=30, message="the outage's readings to arrive")
+                except AssertionError as error:
+                    hub_log = "".join(
+                        line for line in hub.log_text().splitlines(True) if '"GET /api' not in line
+                    )
+                    outage = f"outage {down_from:.2f} to {down_until:.2f}, stored " + " ".join(
+                        f"{_epoch(s):.2f}" for s in sorted(stored())
+                    )
+                    raise AssertionError(
+                        f"{error}\n{outage}\n{hub_log[-8000:]}"  # the simulator's log too
+                    ) from None
                 stamps = sorted(_epoch(s) for s in stored())
                 gaps = [b - a for a, b in itertools.pairwise(stamps)]
                 # One reading per 1/RATE s all along: nothing lost around the outage.
