@@ -1,6 +1,15 @@
-# The hub's one image: Daphne, `hub bridge`, `hub ingest` and the simulator all run from it.
+# The hub's one image: Daphne, `hub bridge`, `hub ingest`, `hub migrate` and the simulator
+# all run from it (compose.yaml).
+
+# The dashboard's uPlot, from the npm registry as package-lock.json pins it.
+FROM node:20-slim AS assets
+WORKDIR /assets
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
 FROM python:3.11-slim
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HUB_VAR_DIR=/var/lib/hub
+# PYTHONPATH: the hub runs from /app, where settings find node_modules/uplot beside it.
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PYTHONPATH=/app HUB_VAR_DIR=/var/lib/hub
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY hub hub
@@ -9,6 +18,9 @@ COPY telemetry telemetry
 COPY bridges bridges
 COPY firmware_sim firmware_sim
 RUN pip install . && useradd --system --home /var/lib/hub hub && mkdir -p /var/lib/hub && chown hub /var/lib/hub
+COPY --from=assets /assets/node_modules/uplot/dist node_modules/uplot/dist
 USER hub
-EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "hub.asgi:application"]
+# 8000: Daphne (HTTP, WebSocket, /metrics); 9100: a worker's --metrics-port.
+EXPOSE 8000 9100
+STOPSIGNAL SIGTERM
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "hub.asgi:application"]

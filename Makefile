@@ -28,8 +28,9 @@ test: $(STAMP) services
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-## bench: ingest throughput/latency of the hub against a bare paho ceiling and a naive consumer
-## (BENCH_ARGS=--quick for a run of a few minutes)
+## bench: ingest throughput/latency of the hub against a bare paho ceiling and a naive consumer,
+## then live fan-out, command round trip and history API rows (bench/README.md)
+## (BENCH_ARGS=--quick for a shorter run; BENCH_ARGS="--rows fanout,commands,history" for some rows)
 bench: $(STAMP) services
 	$(BIN)/python -m bench.ingest $(BENCH_ARGS)
 

@@ -47,7 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--fanout-rate", type=float, default=10.0, help="msg/s per device")
     group.add_argument(
         # Device pages subscribe to one to five devices; a few fleet pages to "*".
-        "--fanout-star", type=float, default=0.05, help='share of clients subscribed to "*"'
+        "--fanout-star",
+        type=float,
+        default=0.05,
+        help='share of clients subscribed to "*"',
     )
     group.add_argument("--fanout-window", type=float, help="measured seconds (full 20, quick 8)")
     group.add_argument("--fanout-warmup", type=float, help="seconds before the window")

@@ -23,6 +23,8 @@ from bridges.mqtt.config import BrokerAddress
 from devices.models import Device
 from devices.services import device_authenticate, device_register, device_rotate_token
 from hub.conf import hub_settings
+from hub.health import connected_check, process_checks
+from hub.metrics import bridge_watch
 from hub.runtime import bridge_config
 from telemetry.ingest import ingest_run
 
@@ -149,6 +151,9 @@ class EmbeddedHub:
         # The embedded broker speaks MQTT 3.1.1 only.
         # One process does everything here: fewer, larger batches leave it more time.
         bridge = Bridge(replace(bridge_config(broker, protocol=4), send_when_idle=False))
+        # One process: its /metrics shows the bridge too, and /healthz its broker connection.
+        bridge_watch(bridge)
+        process_checks["mqtt"] = connected_check(bridge.connected, "the embedded broker")
         self.bridge_task = asyncio.create_task(bridge.run(self.stop_bridge), name="bridge")
         self.ingest_task = asyncio.create_task(ingest_run(self.stop_ingest), name="ingest")
         if credentials is not None:

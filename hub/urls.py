@@ -1,10 +1,11 @@
-"""Root URLs: admin, login, REST API and its OpenAPI docs, health and pages."""
+"""Root URLs: admin, login, REST API and its OpenAPI docs, health, metrics and pages."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from hub.health import health
+from hub.metrics import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -15,5 +16,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("healthz", health, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("", include("telemetry.pages")),
 ]

@@ -16,6 +16,7 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from django.db import DatabaseError, InterfaceError
 
 from devices.dispatch import commands_broadcast, commands_publish, owner_group
+from hub import metrics
 from hub.conf import hub_settings
 from telemetry.groups import INGEST_CHANNEL
 from telemetry.services import (
@@ -58,7 +59,9 @@ async def ingest_batch_handle(layer: BaseChannelLayer, message: dict[str, Any]) 
         received_ms = int(message["received"])
     except (KeyError, TypeError, ValueError):
         logger.error("ingest: dropping malformed batch %r", batch_id)
+        metrics.INGEST_MALFORMED.inc()
         return False
+    started = time.perf_counter()
     try:
         applied: BatchApplied = await database_sync_to_async(ingest_apply)(
             readings=readings,
@@ -69,8 +72,10 @@ async def ingest_batch_handle(layer: BaseChannelLayer, message: dict[str, Any]) 
     except (DatabaseError, InterfaceError) as error:
         # Not confirmed: the bridge sends the batch again after its timeout.
         logger.warning("ingest: batch %s not stored: %s", batch_id, error)
+        metrics.INGEST_FAILED.inc()
         return False
     stored = applied.stored
+    metrics.batch_stored(applied, len(readings), received_ms=received_ms, started=started)
     for uid, count in stored.unknown.items():
         logger.info("ingest: ignored %d readings of unknown or disabled device %s", count, uid)
     # Broadcast only what was committed; the live view is lossy, so a failed
@@ -87,6 +92,7 @@ async def ingest_batch_handle(layer: BaseChannelLayer, message: dict[str, Any]) 
                 {"type": "telemetry.readings", "owner": owner_id, "readings": rendered(devices)},
             )
         except Exception as error:  # noqa: BLE001 - the live view is lossy by design
+            metrics.channel_layer_error("ingest")
             logger.warning("ingest: fan-out to owner %s failed: %s", owner_id, error)
     await commands_broadcast(layer, applied.events.commands)
     await commands_publish(layer, applied.to_publish)
@@ -108,6 +114,7 @@ async def ingest_batch_handle(layer: BaseChannelLayer, message: dict[str, Any]) 
         except ChannelFull:
             logger.warning("ingest: reply channel of batch %s is full", batch_id)
         except Exception as error:  # noqa: BLE001 - the layer's backend is down
+            metrics.channel_layer_error("ingest")
             # Stored but unconfirmed: the bridge resends, and dedup answers "0 new".
             logger.warning("ingest: could not confirm batch %s: %s", batch_id, error)
     return True
@@ -119,6 +126,7 @@ async def sweep_once(layer: BaseChannelLayer) -> None:
     swept: Swept = await database_sync_to_async(presence_and_commands_sweep)(
         now=ms_to_datetime(now_ms), offline_after_s=hub_settings.OFFLINE_AFTER
     )
+    metrics.commands_updated(swept.expired)
     await commands_broadcast(layer, swept.expired)
     await status_broadcast(
         layer, [(device.owner_id, device.uid, False) for device in swept.silent], at_ms=now_ms
@@ -140,6 +148,7 @@ async def status_broadcast(
                 {"type": "device.status", "owner": owner_id, "status": frames},
             )
         except Exception as error:  # noqa: BLE001 - the live view is lossy by design
+            metrics.channel_layer_error("ingest")
             logger.warning("ingest: status fan-out to owner %s failed: %s", owner_id, error)
 
 
@@ -184,6 +193,7 @@ async def ingest_run(stop: asyncio.Event, *, channel: str = INGEST_CHANNEL) -> N
             try:
                 message = receive.result()
             except Exception as error:  # noqa: BLE001 - the layer's backend is down
+                metrics.channel_layer_error("ingest")
                 logger.warning("ingest: channel layer receive failed: %s", error)
                 await _sleep_unless(stop, LAYER_RETRY_S)
                 continue

@@ -107,6 +107,7 @@ class BridgeStats:
     readings_duplicate: int = 0
     unknown_device_readings: int = 0
     connects: int = 0
+    layer_errors: int = 0
 
 
 class Bridge:
@@ -134,6 +135,10 @@ class Bridge:
         self._reply_channel = ""
         self._ids = itertools.count(1)
         self._prefix = uuid.uuid4().hex[:8]
+
+    def backlog(self) -> tuple[int, int, int]:
+        """Return batches in flight, batches waiting for the window, readings not yet stored."""
+        return len(self._in_flight), len(self._waiting), self._pending_readings
 
     async def run(self, stop: asyncio.Event) -> None:
         """Bridge until `stop` is set, then drain what is in flight and disconnect."""
@@ -362,6 +367,7 @@ class Bridge:
                 await asyncio.sleep(next(delays))
             except Exception as error:  # noqa: BLE001 - the layer's backend is down
                 delay = next(delays)
+                self.stats.layer_errors += 1
                 logger.warning("bridge: channel layer send failed (%s); retrying", error)
                 await asyncio.sleep(delay)
         batch.sent_at = time.monotonic()
@@ -374,6 +380,7 @@ class Bridge:
             try:
                 reply = await self.layer.receive(self._reply_channel)
             except Exception as error:  # noqa: BLE001 - the layer's backend is down
+                self.stats.layer_errors += 1
                 logger.warning("bridge: channel layer receive failed (%s); retrying", error)
                 await asyncio.sleep(next(delays))
                 continue
@@ -414,6 +421,7 @@ class Bridge:
             try:
                 command = await self.layer.receive(self.config.commands_channel)
             except Exception as error:  # noqa: BLE001 - the layer's backend is down
+                self.stats.layer_errors += 1
                 logger.warning("bridge: channel layer receive failed (%s); retrying", error)
                 await asyncio.sleep(next(delays))
                 continue

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
+from hub.health import channel_layer_check, worker_database_check
+from hub.metrics_server import metrics_arguments, metrics_serving
 from hub.runtime import run_until_signalled
 from telemetry.ingest import ingest_run
 
@@ -15,6 +18,16 @@ class Command(BaseCommand):
 
     help = "Run one ingest worker: store batches from telemetry.ingest and fan them out."
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        """Declare --metrics-port and --metrics-host."""
+        metrics_arguments(parser)
+
     def handle(self, *args: Any, **options: Any) -> None:
-        """Run the ingest consumer."""
-        run_until_signalled(ingest_run)
+        """Run the ingest consumer; with --metrics-port, serve /metrics and /healthz beside it."""
+        checks = {"database": worker_database_check, "channel_layer": channel_layer_check}
+
+        async def main(stop: asyncio.Event) -> None:
+            with metrics_serving(options, checks):
+                await ingest_run(stop)
+
+        run_until_signalled(main)
