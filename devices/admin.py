@@ -4,13 +4,35 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
+from devices.broker import uid_reserved
 from devices.models import Device
-from devices.services import device_rotate_token
+from devices.services import (
+    RESERVED_UID_MESSAGE,
+    device_delete,
+    device_rotate_token,
+    device_update,
+)
+
+
+class DeviceForm(forms.ModelForm):
+    """The device form, refusing uids that name the hub's own MQTT accounts."""
+
+    class Meta:
+        model = Device
+        fields = ("uid", "name", "owner", "active")
+
+    def clean_uid(self) -> str:
+        """Refuse a reserved uid (only asked when adding: the uid is fixed afterwards)."""
+        uid = str(self.cleaned_data["uid"])
+        if uid_reserved(uid):
+            raise forms.ValidationError(RESERVED_UID_MESSAGE)
+        return uid
 
 
 @admin.register(Device)
@@ -25,6 +47,7 @@ class DeviceAdmin(admin.ModelAdmin):
     exclude = ("token_hash",)
     ordering = ("uid",)
     actions = ("rotate_tokens",)
+    form = DeviceForm
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: Device | None = None
@@ -40,6 +63,16 @@ class DeviceAdmin(admin.ModelAdmin):
             # one, inside the admin's transaction.
             token = device_rotate_token(device=obj)
             _show_token(request, obj, token)
+        elif "active" in form.changed_data:
+            # Through the service, so a managed broker enables or disables the client too.
+            device_update(device=obj, active=obj.active)
+
+    def delete_model(self, request: HttpRequest, obj: Device) -> None:
+        device_delete(device=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        for device in queryset:
+            device_delete(device=device)
 
     @admin.action(description="Rotate the token of the selected devices")
     def rotate_tokens(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:

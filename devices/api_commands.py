@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
@@ -16,9 +17,19 @@ from rest_framework.views import APIView
 
 from devices.dispatch import commands_broadcast, commands_publish, format_moment
 from devices.models import Command, PresenceEvent
+from devices.selectors import command_get
 from devices.serializers import StrictCharField
-from devices.services import COMMAND_TIMEOUT_DEFAULT_S, COMMAND_TIMEOUT_MAX_S, command_create
+from devices.services import (
+    COMMAND_TIMEOUT_DEFAULT_S,
+    COMMAND_TIMEOUT_MAX_S,
+    command_create,
+    device_is_online,
+    json_has_nul,
+)
 from devices.views import FormatParamNegotiation, own_device
+
+# A command travels as one MQTT message: well under the broker's packet limit.
+MAX_PARAMS_BYTES = 65_536
 
 
 class CommandCreateSerializer(serializers.Serializer[Any]):
@@ -32,6 +43,18 @@ class CommandCreateSerializer(serializers.Serializer[Any]):
         min_value=1,
         max_value=COMMAND_TIMEOUT_MAX_S,
     )
+
+    def validate_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Refuse params the database or the broker could not carry."""
+        if json_has_nul(params):
+            raise serializers.ValidationError("must not contain NUL characters (\\u0000)")
+        try:
+            size = len(orjson.dumps(params))
+        except orjson.JSONEncodeError as error:
+            raise serializers.ValidationError(f"cannot be sent as JSON: {error}") from None
+        if size > MAX_PARAMS_BYTES:
+            raise serializers.ValidationError(f"at most {MAX_PARAMS_BYTES} bytes as JSON")
+        return params
 
 
 class CommandSerializer(serializers.ModelSerializer[Command]):
@@ -107,7 +130,7 @@ def command_send(command: Command) -> None:
     if layer is None:
         return
     async_to_sync(commands_broadcast)(layer, [command])
-    if command.device.online:
+    if device_is_online(device_id=command.device_id):
         async_to_sync(commands_publish)(layer, [command])
 
 
@@ -142,11 +165,7 @@ class CommandDetailView(APIView):
     content_negotiation_class = FormatParamNegotiation
 
     def get(self, request: Request, command_id: str) -> Response:
-        command = (
-            Command.objects.select_related("device")
-            .filter(id=command_id[:64], device__owner=request.user)
-            .first()
-        )
+        command = command_get(owner=request.user, command_id=command_id)
         if command is None:
             raise NotFound("no such command")
         return Response(CommandSerializer(command).data)

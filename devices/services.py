@@ -10,8 +10,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from devices.broker import (
+    broker_device_active_set,
+    broker_device_remove,
+    broker_device_set,
+    uid_reserved,
+)
 from devices.models import FINISHED, Command, CommandStatus, Device, PresenceEvent
 from devices.selectors import uid_is_valid
 
@@ -21,26 +28,43 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+RESERVED_UID_MESSAGE = "this uid is the name of one of the hub's own MQTT accounts"
+
+
+def token_new() -> str:
+    """Return a new device token: 256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
 def device_register(*, owner: AbstractBaseUser, uid: str, name: str = "") -> tuple[Device, str]:
-    """Register a device and return it with its token, which is not stored in clear."""
-    token = secrets.token_urlsafe(32)
+    """Register a device and return it with its token, which is not stored in clear.
+
+    Where the hub manages the broker, the device's broker client gets the token
+    once the transaction commits.
+    """
+    if uid_reserved(uid):
+        raise ValidationError({"uid": [RESERVED_UID_MESSAGE]})
+    token = token_new()
     device = Device(uid=uid, name=name, owner=owner, token_hash=token_hash(token))
     device.full_clean()
     device.save()
+    broker_device_set(uid=device.uid, token=token, active=device.active)
     return device, token
 
 
 def device_rotate_token(*, device: Device) -> str:
-    """Give the device a new token; the old one stops working."""
-    token = secrets.token_urlsafe(32)
+    """Give the device a new token; the old one stops working (at the broker too)."""
+    token = token_new()
     device.token_hash = token_hash(token)
     device.save(update_fields=["token_hash"])
+    broker_device_set(uid=device.uid, token=token, active=device.active)
     return token
 
 
 def device_authenticate(*, uid: str, token: str) -> Device | None:
     """Return the active device with this uid and token, or None."""
-    device = Device.objects.filter(uid=uid, active=True).first()
+    # The shape check keeps NUL bytes and other junk usernames away from the database.
+    device = Device.objects.filter(uid=uid, active=True).first() if uid_is_valid(uid) else None
     expected = device.token_hash if device else token_hash("")
     # Compare even for unknown uids so timing does not tell which uids exist.
     matches = hmac.compare_digest(expected, token_hash(token))
@@ -59,12 +83,16 @@ def device_update(*, device: Device, name: str | None = None, active: bool | Non
     if fields:
         device.full_clean()
         device.save(update_fields=fields)
+    if active is not None:
+        broker_device_active_set(uid=device.uid, active=device.active)
     return device
 
 
 def device_delete(*, device: Device) -> None:
-    """Delete a device with its readings, rollups and latest values."""
+    """Delete a device with its readings, rollups and latest values, and its broker client."""
+    uid = device.uid
     device.delete()
+    broker_device_remove(uid=uid)
 
 
 COMMAND_TIMEOUT_DEFAULT_S = 30
@@ -102,6 +130,16 @@ def command_create_for_owner(*, owner_id: int, uid: str, **fields: Any) -> Comma
     return command_create(device=device, created_by=device.owner, **fields)
 
 
+def device_is_online(*, device_id: int) -> bool:
+    """Read a device's online flag now (after a command commits, not when it was loaded).
+
+    A device that comes online in between has its pending commands handed out by
+    the ingest worker; reading late means at worst both hand it out, and the
+    device answers a command id once.
+    """
+    return Device.objects.filter(pk=device_id, online=True).exists()
+
+
 def command_mark_sent(*, command_id: str, at: datetime) -> Command | None:
     """Record that a bridge published a pending command; None if it moved on meanwhile."""
     updated = Command.objects.filter(id=command_id, status=CommandStatus.PENDING).update(
@@ -135,9 +173,28 @@ def command_reply(
     return command, None
 
 
+def json_has_nul(value: object) -> bool:
+    """Tell whether a parsed JSON value holds a NUL character, which PostgreSQL cannot store."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _reply_outcome(reply: object) -> tuple[str, Any, str] | str:
     if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
         return 'reply must be {"ok": true, "result": …} or {"ok": false, "error": "…"}'
+    if json_has_nul(reply):
+        # Refused here, not by the database: a failed ingest transaction would be retried forever.
+        return "reply must not contain NUL characters (\\u0000)"
     if reply["ok"]:
         return CommandStatus.SUCCEEDED, reply.get("result"), ""
     error = reply.get("error")

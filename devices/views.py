@@ -16,6 +16,7 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, ScopedRateThrottle
 from rest_framework.views import APIView
 
@@ -80,6 +81,8 @@ class TokenObtainView(ObtainAuthToken):
     """POST username and password, get the user's API token."""
 
     content_negotiation_class = FormatParamNegotiation
+    # DRF's view names the standard parsers; the hub's JSON one turns hostile bodies into 400s.
+    parser_classes = api_settings.DEFAULT_PARSER_CLASSES
     # Guessing passwords is throttled per address, more strictly than other requests.
     throttle_classes = [AnonRateThrottle, ScopedRateThrottle]
     throttle_scope = "token"

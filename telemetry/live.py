@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 import orjson
@@ -14,7 +14,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from devices.api_commands import CommandCreateSerializer
 from devices.dispatch import command_frame, commands_broadcast, commands_publish
 from devices.selectors import device_uids_owned
-from devices.services import command_create_for_owner
+from devices.services import command_create_for_owner, device_is_online
+from hub import metrics
 from hub.conf import hub_settings
 from telemetry.fanout import local_fanout
 from telemetry.outbox import FrameBudget, Outbox
@@ -24,6 +25,13 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 # Status and command frames waiting for a slow socket; past this the oldest go.
 CONTROL_FRAMES = 256
+# Error frames per socket: bursts of this many, then this many per second. Past that a
+# bad message is still refused and counted, without a frame, so a flood of bad
+# messages (or one naming thousands of unknown devices) does not flood back.
+ERROR_FRAMES_BURST = 50
+ERROR_FRAMES_PER_SECOND = 10
+# Client messages refused in this process, by reason.
+REJECTIONS: Counter[str] = Counter()
 
 
 class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
@@ -41,8 +49,11 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         # Accept first: a close before accept is an HTTP 403, and the contract promises 4401.
         await self.accept()
         if user is None or not user.is_authenticated:
+            metrics.WS_UNAUTHENTICATED.inc()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        metrics.WS_ACCEPTED.inc()
+        metrics.WS_CONNECTIONS.inc()
         self.user_id: int = user.pk
         self.subscribed: set[str] = set()
         self.all_devices = False
@@ -53,9 +64,12 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.frame_budget = FrameBudget(frames, frames)
         self.byte_budget = FrameBudget(octets, octets)
         self.pump: asyncio.Task[None] | None = None
+        self.error_budget = FrameBudget(ERROR_FRAMES_PER_SECOND, ERROR_FRAMES_BURST)
 
     async def disconnect(self, code: int) -> None:
         """Leave the fan-out and stop the pump."""
+        if hasattr(self, "user_id"):
+            metrics.WS_CONNECTIONS.dec()
         if getattr(self, "joined", False):
             await local_fanout().leave(self.user_id, self.deliver)
         if getattr(self, "pump", None) is not None:
@@ -64,17 +78,17 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Parse one client message and act on it; bad ones get an error frame."""
         if text_data is None:
-            await self.send_error("binary frames are not accepted; send JSON text")
+            await self.send_error("binary frames are not accepted; send JSON text", "binary")
             return
         if len(text_data) > hub_settings.WS_MAX_MESSAGE_BYTES:
             await self.send_error(
-                f"message too large: at most {hub_settings.WS_MAX_MESSAGE_BYTES} bytes"
+                f"message too large: at most {hub_settings.WS_MAX_MESSAGE_BYTES} bytes", "too_large"
             )
             return
         try:
             message = orjson.loads(text_data)
         except orjson.JSONDecodeError:
-            await self.send_error("message is not valid JSON")
+            await self.send_error("message is not valid JSON", "invalid_json")
             return
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "subscribe":
@@ -84,7 +98,7 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         elif kind == "command":
             await self.command(message)
         else:
-            await self.send_error(f"unknown message type {kind!r}")
+            await self.send_error(f"unknown message type {kind!r:.80}", "unknown_type")
 
     async def subscribe(self, devices: Any) -> None:
         """Add devices (a list of uids, or "*" for all owned) to the subscription."""
@@ -96,10 +110,12 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             )
             for uid in devices:
                 if uid not in owned:
-                    await self.send_error(f"device {uid[:80]!r} not found")
+                    await self.send_error(f"device {uid[:80]!r} not found", "not_found")
             self.subscribed |= owned
         else:
-            await self.send_error('"devices" must be a list of device uids or "*"')
+            await self.send_error(
+                '"devices" must be a list of device uids or "*"', "invalid_devices"
+            )
             return
         if not self.joined and (self.all_devices or self.subscribed):
             await local_fanout().join(self.user_id, self.deliver)
@@ -114,7 +130,9 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         elif isinstance(devices, list) and all(isinstance(uid, str) for uid in devices):
             self.subscribed.difference_update(devices)
         else:
-            await self.send_error('"devices" must be a list of device uids or "*"')
+            await self.send_error(
+                '"devices" must be a list of device uids or "*"', "invalid_devices"
+            )
             return
         if self.joined and not (self.all_devices or self.subscribed):
             await local_fanout().leave(self.user_id, self.deliver)
@@ -126,22 +144,22 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         serializer = CommandCreateSerializer(data=message)
         uid = message.get("device")
         if not isinstance(uid, str):
-            await self.send_error('"device" must be a device uid')
+            await self.send_error('"device" must be a device uid', "invalid_command")
             return
         if not serializer.is_valid():
             field, problems = next(iter(serializer.errors.items()))
-            await self.send_error(f"{field}: {problems[0]}")
+            await self.send_error(f"{field}: {problems[0]}", "invalid_command")
             return
         command = await database_sync_to_async(command_create_for_owner)(
             owner_id=self.user_id, uid=uid, **serializer.validated_data
         )
         if command is None:
-            await self.send_error(f"device {uid[:80]!r} not found")
+            await self.send_error(f"device {uid[:80]!r} not found", "not_found")
             return
         if not self.wants(uid):
             await self.send_json(command_frame(command))  # subscribers get it from the broadcast
         await commands_broadcast(self.channel_layer, [command])
-        if command.device.online:
+        if await database_sync_to_async(device_is_online)(device_id=command.device_id):
             await commands_publish(self.channel_layer, [command])
 
     async def send_subscribed(self) -> None:
@@ -160,19 +178,29 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         """Take one owner event from the fan-out; never blocks."""
         kind = event.get("type")
         if kind == "telemetry.readings":
+            dropped = self.outbox.dropped
             for uid, (part, count) in event["readings"].items():
                 if self.wants(uid):
                     self.outbox.add(uid, part, count)
+            if self.outbox.dropped != dropped:
+                metrics.WS_READINGS_DROPPED.inc(self.outbox.dropped - dropped)
         elif kind == "device.status":
             for uid, frame in event["status"].items():
                 if self.wants(uid):
-                    self.control.append(frame)
+                    self._control_add([frame])
         elif kind == "device.command":
             for uid, frames in event["frames"].items():
                 if self.wants(uid):
-                    self.control.extend(frames)
+                    self._control_add(frames)
         if (self.outbox or self.control) and self.pump is None:
             self.pump = asyncio.create_task(self.send_waiting())
+
+    def _control_add(self, frames: list[str]) -> None:
+        """Queue control frames; past the bound the oldest go (counted)."""
+        overflow = len(self.control) + len(frames) - CONTROL_FRAMES
+        if overflow > 0:
+            metrics.WS_CONTROL_DROPPED.inc(min(overflow, CONTROL_FRAMES))
+        self.control.extend(frames)
 
     async def send_waiting(self) -> None:
         """Send control frames, then merged readings frames within the socket's budgets.
@@ -184,6 +212,7 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             while True:
                 while self.control:
                     await self.send(text_data=self.control.popleft())
+                    metrics.WS_CONTROL_FRAMES.inc()
                 if not self.outbox:
                     return
                 if not self.frame_budget.take():
@@ -195,13 +224,17 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                     await asyncio.sleep(self.byte_budget.wait(len(frame)))
                     self.byte_budget.take(len(frame))
                 await self.send(text_data=frame)
+                metrics.WS_READINGS_FRAMES.inc()
         finally:
             self.pump = None
 
-    async def send_error(self, error: str) -> None:
-        """Send an error frame."""
-        await self.send_json({"type": "error", "error": error})
+    async def send_error(self, error: str, reason: str) -> None:
+        """Count a refused message by reason; send an error frame within the error budget."""
+        REJECTIONS[reason] += 1
+        if self.error_budget.take():
+            await self.send_json({"type": "error", "error": error})
 
     async def send_json(self, content: dict[str, Any]) -> None:
         """Send one JSON text frame."""
         await self.send(text_data=orjson.dumps(content).decode())
+        metrics.WS_REPLY_FRAMES.inc()

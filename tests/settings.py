@@ -18,5 +18,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Close connections after each database_sync_to_async call, so no worker thread
 # holds one open when the test database is dropped.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+# In-process tests open and close connections themselves; a pool would keep one open
+# and the test database could not be dropped. The hub's processes in e2e tests pool.
+DATABASES["default"].get("OPTIONS", {}).pop("pool", None)  # noqa: F405
 # One test database per pytest process, so parallel runs on one machine never meet.
 DATABASES["default"]["TEST"] = {"NAME": f"test_hub_{os.getpid()}"}  # noqa: F405

@@ -17,6 +17,7 @@ import dj_database_url
 from hub.settings.environment import (
     SettingError,
     env_bool,
+    env_choice,
     env_list,
     env_number,
     env_str,
@@ -44,6 +45,19 @@ DATABASE_URL = env_url("DATABASE_URL", ("postgres", "postgresql", "pgsql", "post
 REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
 MQTT_URL = env_url("MQTT_URL", ("mqtt", "mqtts"))
 EMBEDDED = DATABASE_URL is None and REDIS_URL is None and MQTT_URL is None
+# The Mosquitto dynamic-security admin account (mqtt://user:pass@host:port). Set, the hub
+# manages the broker's accounts: one client per device, and the bridge's (README "Security").
+MQTT_ADMIN_URL = env_url("MQTT_ADMIN_URL", ("mqtt", "mqtts"))
+if MQTT_ADMIN_URL is not None:
+    if MQTT_URL is None:
+        raise SettingError("MQTT_ADMIN_URL", "needs MQTT_URL: the embedded broker checks devices")
+    if not urlsplit(MQTT_ADMIN_URL).username:
+        raise SettingError("MQTT_ADMIN_URL", "give the admin account as mqtt://user:pass@host")
+    if not (urlsplit(MQTT_URL).username and urlsplit(MQTT_URL).password):
+        raise SettingError(
+            "MQTT_URL",
+            "give the bridge's account (mqtt://user:pass@host) when MQTT_ADMIN_URL is set",
+        )
 
 
 def _secret_key() -> str:
@@ -66,6 +80,24 @@ DEBUG = env_bool("DEBUG", default=False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
+# HTTPS (README "Security"). HUB_HTTPS: browsers reach the hub over HTTPS only.
+# HUB_PROXY_SSL_HEADER: the header a TLS-terminating proxy sets to "https" (and strips
+# from clients), e.g. X-Forwarded-Proto; without a proxy leave it unset.
+if _proxy_header := env_str("HUB_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.strip().upper().replace("-", "_"), "https")
+if env_bool("HUB_HTTPS", default=False):
+    SECURE_SSL_REDIRECT = True
+    # Probes inside the network speak plain HTTP to the server itself.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_number("HUB_HSTS_SECONDS", 31_536_000, int)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HUB_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env_bool("HUB_HSTS_PRELOAD", default=False)
+    if not SECURE_HSTS_PRELOAD:
+        # Joining the browsers' preload list is a separate, deliberate step (hstspreload.org).
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -85,6 +117,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so it times and counts every answer, the other middleware's included.
+    "hub.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -133,8 +167,16 @@ if DATABASE_URL is None or DATABASE_URL.startswith("sqlite"):
         }
     }
 else:
-    DATABASES = {
-        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+    # Django's psycopg pool, not per-thread persistent connections: under ASGI each
+    # request runs on a thread of its own, which would open a connection apiece.
+    # Checked on checkout, so connections cut by a database restart are replaced.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env_number("HUB_DB_POOL_SIZE", 10, int, minimum=1),
+        "timeout": 10,
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -143,7 +185,8 @@ if REDIS_URL is None:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels_redis' layer with its sharding fixed (hub/channel_layer.py).
+            "BACKEND": "hub.channel_layer.RedisChannelLayer",
             "CONFIG": {
                 # Several comma-separated URLs shard channels and groups over hosts.
                 "hosts": [url.strip() for url in REDIS_URL.split(",")],
@@ -193,6 +236,12 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # orjson: a body nested 10 000 deep or holding lone surrogates is a 400, not a 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "hub.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 
 # Hub tunables, each overridable as HUB_<NAME>; read them through hub.conf.hub_settings.
@@ -277,12 +326,19 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# Logs go to stderr: plain text lines, or one JSON object per line
+# ({"time", "level", "logger", "message", …extra fields}) for a log collector.
+LOG_FORMAT = env_choice("HUB_LOG_FORMAT", ("text", "json"), "text")
+LOG_LEVEL = env_choice("HUB_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("HUB_LOG_LEVEL", "INFO")},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "hub.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "daphne": {"level": "WARNING"},
         "amqtt": {"level": "WARNING"},

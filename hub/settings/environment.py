@@ -53,6 +53,17 @@ def env_number(name: str, default: T, parse: Callable[[str], T], minimum: float 
     return number
 
 
+def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    """Return one of `choices` (matched without regard to case)."""
+    value = env_str(name)
+    if value is None:
+        return default
+    for choice in choices:
+        if value.strip().lower() == choice.lower():
+            return choice
+    raise SettingError(name, f"expected one of {', '.join(choices)}, got {value!r}")
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     """Return a comma-separated list variable."""
     value = env_str(name)

@@ -8,6 +8,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.db import connections
 from rest_framework.authtoken.models import Token
 
 from telemetry.ingest import ingest_batch_handle
@@ -197,3 +198,29 @@ async def test_device_coming_online_sends_a_status_frame_before_its_readings():
     await ingest(("st-1", "t", 1_764_139_200_001, 2.0))
     assert (await ws.receive_json_from(2))["type"] == "readings"  # already online: no status
     await ws.disconnect()
+
+
+async def test_session_cookie_authenticates_a_socket():
+    from django.conf import settings
+    from django.test import Client
+
+    def login() -> str:
+        user = make_user(password="pw-for-tests")
+        make_device(user, "sess-1")
+        client = Client()
+        assert client.login(username=user.username, password="pw-for-tests")
+        return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+    session = await database_sync_to_async(login)()
+    ws = await connect(None, cookie=f"{settings.SESSION_COOKIE_NAME}={session}")
+    await ws.send_json_to({"type": "subscribe", "devices": ["sess-1"]})
+    assert await ws.receive_json_from() == {"type": "subscribed", "devices": ["sess-1"]}
+    await ws.disconnect()
+
+
+async def test_unknown_session_cookie_is_closed_with_4401():
+    ws = await connect(None, cookie="sessionid=not-a-session")
+    assert (await ws.receive_output(2))["code"] == 4401
+    await ws.wait()
+    # The lookup's connection is left to the next call's clean-up; this test makes none.
+    await database_sync_to_async(connections.close_all)()
