@@ -2,7 +2,8 @@
 
 Runs against the machine's PostgreSQL and Redis and a private Mosquitto started
 with the hub's documented configuration, one fresh broker per row; the hub row
-adds a 200 000-message burst and a 2 x overload, and the embedded row runs
+adds a 200 000-message burst and a 2 x overload, the scale row runs the hub with
+2 bridges (one shared subscription) + 2 ingest workers, and the embedded row runs
 `hub serve` alone. Then the fan-out (issue 4), command (issue 6) and history
 (issue 5) rows of bench/scenarios.py, each printed in a section of its own.
 Prints one table, writes bench/results/<UTC time>.json and a PNG beside it.
@@ -30,7 +31,7 @@ from typing import Any
 
 from bench import report
 from bench.ceiling import CeilingRow, mosquitto_sub_drain
-from bench.djangorows import HubRow, NaiveRow, hub_env, passed_through_settings
+from bench.djangorows import HubRow, NaiveRow, ScaleRow, hub_env, passed_through_settings
 from bench.embedded import EmbeddedRow
 from bench.feed import Feed
 from bench.procs import Child, leftovers, stop_all
@@ -44,7 +45,7 @@ from bench.services import ROOT, Databases, broker_start, database_seed
 logger = logging.getLogger("bench")
 
 RESULTS = ROOT / "bench" / "results"
-LADDER_ROWS = ("ceiling", "hub", "naive", "embedded")
+LADDER_ROWS = ("ceiling", "hub", "scale", "naive", "embedded")
 ROWS = (*LADDER_ROWS, *SCENARIOS)
 FULL = {
     "window": 20.0,
@@ -53,7 +54,7 @@ FULL = {
     "refine": 1,
     "latency_window": 20.0,
     # The hub's drain is issue 3's 200 000-message burst; the embedded row has none.
-    "drain": {"ceiling": 200_000, "hub": 200_000, "naive": 3_000, "embedded": 0},
+    "drain": {"ceiling": 200_000, "hub": 200_000, "scale": 200_000, "naive": 3_000, "embedded": 0},
     "overload": 60.0,
     "profile": 10.0,
     "budget": 17.0,
@@ -64,7 +65,7 @@ QUICK = {
     "max_steps": 3,
     "refine": 0,
     "latency_window": 8.0,
-    "drain": {"ceiling": 100_000, "hub": 40_000, "naive": 1_500, "embedded": 0},
+    "drain": {"ceiling": 100_000, "hub": 40_000, "scale": 40_000, "naive": 1_500, "embedded": 0},
     "overload": 20.0,
     "profile": 0.0,
     "budget": 6.0,
@@ -236,7 +237,7 @@ async def run_row(
         if name == "ceiling":
             row = CeilingRow(context, broker, port)
         else:
-            kind = HubRow if name == "hub" else NaiveRow
+            kind = {"hub": HubRow, "scale": ScaleRow}.get(name, NaiveRow)
             row = kind(
                 context,
                 broker,
@@ -311,7 +312,7 @@ async def run(args: argparse.Namespace, run_id: str, workdir: Path) -> dict[str,
     clock = time.monotonic()
     try:
         seed: dict[str, str] = {}
-        if set(args.rows) & {"hub", "naive"}:
+        if set(args.rows) & {"hub", "scale", "naive"}:
             logger.info("creating and seeding the run's template database")
             template = databases.name("template")
             env = hub_env(

@@ -176,6 +176,12 @@ def footnotes(results: dict[str, Any]) -> list[str]:
     notes.append(
         f"hub/ceiling = {number(hub_ceiling, 2)}   hub/naive = {number(hub_naive, 1)}   ({TARGETS})"
     )
+    scale = ratio(results, "scale", "hub")
+    if scale is not None:
+        notes.append(
+            f"scale/hub = {number(scale, 2)}: 2 bridges on one shared subscription + 2 ingest "
+            "workers against 1 + 1, same load, same cores (see the CPU columns)"
+        )
     reference = results.get("mosquitto_sub")
     if reference:
         notes.append(
@@ -251,7 +257,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 9), sharex=True)
-    colours = {"ceiling": "tab:gray", "hub": "tab:blue", "naive": "tab:red"}
+    colours = {"ceiling": "tab:gray", "hub": "tab:blue", "scale": "tab:green", "naive": "tab:red"}
     highest, lowest = 1.0, math.inf
     for name, row in ladder_rows(results):
         steps = sorted(
