@@ -163,6 +163,19 @@ class HubBroker(Broker):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self._subscriptions = _Subscriptions()
 
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        """Send a subscription's retained messages only to a session that holds it.
+
+        amqtt 0.12 calls this at every CONNECT for each filter of *every* client,
+        so a device connecting got the retained messages the bridge's
+        `devices/+/status` matches: every other device's presence.
+        """
+        holders = self._subscriptions.get(subscription[0], ())
+        if any(held.client_id == session.client_id for held, _ in holders):
+            await super()._publish_retained_messages_for_subscription(subscription, session)
+
     async def _initialize_client_session(
         self, reader: Any, writer: Any, remote_address: str, remote_port: int
     ) -> tuple[BrokerProtocolHandler, Session]:

@@ -193,3 +193,22 @@ def test_rotated_disabled_and_deleted_devices_are_refused_by_the_embedded_broker
         assert accepted(new)
         device_delete(device=device)
         assert not accepted(new)
+
+
+def test_a_device_never_gets_other_devices_retained_messages(broker):
+    # The bridge's devices/+/status matches every device's retained presence;
+    # amqtt handed those to every client that connected afterwards.
+    with v3(broker.port, *BRIDGE) as bridge:
+        assert bridge.subscribe("devices/+/status")
+        with v3(broker.port, "dev-b", "token-b", client_id="dev-b") as b:
+            b.client.publish("devices/dev-b/status", b"online", qos=1, retain=True)
+            wait_until(lambda: bridge.messages, message="the bridge to get dev-b's status")
+        for clean in (True, False):
+            with v3(broker.port, "dev-a", "token-a", client_id="dev-a", clean=clean) as a:
+                assert a.subscribe("devices/dev-a/errors")
+                settle()
+                assert a.messages == []
+        with v3(broker.port, "dev-b", "token-b", client_id="dev-b-2") as own:
+            assert own.subscribe("devices/dev-b/status")
+            wait_until(lambda: own.messages, message="dev-b's own retained status")
+            assert own.messages == [("devices/dev-b/status", b"online")]
