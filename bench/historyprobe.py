@@ -85,6 +85,9 @@ def main(args: argparse.Namespace) -> None:
     import django
 
     django.setup()
+    from hub.heap import heap_settle
+
+    heap_settle()  # as hub/asgi.py does in Daphne
     from django.db import connection
     from django.test import Client
 

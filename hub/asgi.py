@@ -20,6 +20,7 @@ except ImproperlyConfigured as error:
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter
 from django.urls import path
 
+from hub.heap import heap_settle
 from hub.websocket import auth_stack, origin_validator
 from telemetry.groups import INGEST_CHANNEL
 from telemetry.ingest import IngestConsumer
@@ -34,3 +35,6 @@ application = ProtocolTypeRouter(
         "channel": ChannelNameRouter({INGEST_CHANNEL: IngestConsumer.as_asgi()}),
     }
 )
+
+# Last: everything above is built for the life of the process.
+heap_settle()

@@ -12,6 +12,7 @@ from django.conf import settings
 from bridges.mqtt.config import BridgeConfig, BrokerAddress
 from devices.dispatch import COMMANDS_CHANNEL
 from hub.conf import hub_settings
+from hub.heap import heap_settle
 from telemetry.codec import Limits
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ def bridge_config(
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run `main(stop)` on a new event loop; SIGINT or SIGTERM sets `stop`."""
+
+    heap_settle(urls=False)
 
     async def runner() -> None:
         stop = asyncio.Event()
