@@ -41,7 +41,13 @@ PER_READING_REASONS = {
     "ts_too_old",
 }
 # No .hypothesis/ directory in the tree; no deadline on a loaded CI machine.
-FUZZ = settings(database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 1 000 examples a property: a few seconds each in `make test` (hypothesis' default is 100).
+FUZZ = settings(
+    max_examples=1000,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def decode(doc: Any, *, now_ms: int = NOW, limits: Limits = DEFAULT_LIMITS) -> Decoded:
