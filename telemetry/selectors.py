@@ -119,8 +119,15 @@ def latest_for_owner(
         params.extend(wanted)
     # A LEFT JOIN, so devices that never reported are listed too; the models
     # cannot express it because LatestValue.device has no reverse accessor.
+    # PostgreSQL hands back epoch milliseconds: parsing 3 000 timestamps into
+    # datetimes cost a third of a fleet-wide answer (bench history row).
+    ts = (
+        "floor(extract(epoch FROM l.ts) * 1000)::bigint"
+        if connection.vendor == "postgresql"
+        else "l.ts"
+    )
     sql = (
-        "SELECT d.uid, l.metric, l.ts, l.value, l.text, l.kind, l.unit "  # noqa: S608
+        f"SELECT d.uid, l.metric, {ts}, l.value, l.text, l.kind, l.unit "  # noqa: S608
         f"FROM {Device._meta.db_table} d "
         f"LEFT JOIN {LatestValue._meta.db_table} l ON l.device_id = d.id "
         f"WHERE {where} ORDER BY d.uid, l.metric"
@@ -132,7 +139,7 @@ def latest_for_owner(
             values = result.setdefault(uid, {})
             if metric is not None:
                 values[metric] = (
-                    datetime_to_ms(_aware(ts)),
+                    ts if isinstance(ts, int) else datetime_to_ms(_aware(ts)),
                     columns_to_value(value, text, kind),
                     unit,
                 )
