@@ -21,6 +21,8 @@ from functools import lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo, available_timezones
 
+from telemetry.codec.timestamps import parse_rfc3339
+
 SECOND: Final = 1000
 MINUTE: Final = 60 * SECOND
 HOUR: Final = 60 * MINUTE
@@ -94,12 +96,6 @@ _UNITS: Final = {"s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY}
 # Bounded digit counts keep int() cheap whatever a client sends.
 _interval_re: Final = re.compile(r"([0-9]{1,12})(s|mo|m|h|d|w)", re.ASCII)
 _epoch_ms_re: Final = re.compile(r"-?[0-9]{1,16}", re.ASCII)
-# A space before the offset is a "+" that the query string decoded to a space.
-_rfc3339_re: Final = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
-    r"(?:[Zz]|([+ -])([0-9]{2}):([0-9]{2}))",
-    re.ASCII,
-)
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 # 1970-01-05, the first Monday after the epoch, as local wall-clock milliseconds.
 _MONDAY_MS: Final = 4 * DAY
@@ -154,39 +150,15 @@ def parse_instant(text: str) -> int:
     if _epoch_ms_re.fullmatch(text):
         ts_ms = int(text)
     else:
-        parsed = _parse_rfc3339(text)
+        if len(text) > 6 and text[-6] == " ":
+            text = f"{text[:-6]}+{text[-5:]}"  # a "+" the query string decoded to a space
+        parsed = parse_rfc3339(text)
         if parsed is None:
             raise ValueError("expected an RFC 3339 time with a zone or integer epoch milliseconds")
         ts_ms = parsed
     if not MIN_TS_MS <= ts_ms <= MAX_TS_MS:
         raise ValueError("must be between years 0001 and 9999")
     return ts_ms
-
-
-def _parse_rfc3339(text: str) -> int | None:
-    match = _rfc3339_re.fullmatch(text)
-    if match is None:
-        return None
-    year, month, day, hour, minute, second, fraction, sign, off_hour, off_minute = match.groups()
-    hours, minutes, seconds = int(hour), int(minute), int(second)
-    if hours > 23 or minutes > 59 or seconds > 60:
-        return None
-    try:
-        days = date(int(year), int(month), int(day)).toordinal() - _EPOCH_ORDINAL
-    except ValueError:
-        return None
-    millis = int(fraction[:3].ljust(3, "0")) if fraction else 0
-    if seconds == 60:
-        # Epoch time has no leap seconds: keep :60 inside its minute, after every :59.
-        seconds, millis = 59, 999
-    local_minutes = (days * 24 + hours) * 60 + minutes
-    if sign is not None:
-        offset_hours, offset_minutes = int(off_hour), int(off_minute)
-        if offset_hours > 23 or offset_minutes > 59:
-            return None
-        offset = offset_hours * 60 + offset_minutes
-        local_minutes += offset if sign == "-" else -offset
-    return (local_minutes * 60 + seconds) * 1000 + millis
 
 
 @lru_cache(maxsize=1)

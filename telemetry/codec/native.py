@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import orjson
-
 from telemetry.codec.model import (
     _NO_UNITS,
     DEFAULT_LIMITS,
     INVALID_SHAPE,
     INVALID_TS,
-    PAYLOAD_TOO_LARGE,
     TOO_MANY_READINGS,
     TS_IN_FUTURE,
     TS_TOO_OLD,
@@ -22,9 +19,9 @@ from telemetry.codec.model import (
     _new_tuple,
     _Rejected,
 )
-from telemetry.codec.payload import _json_type, _load_after_error, _overflow_marker, _show
+from telemetry.codec.payload import _json_type, _load, _overflow_marker, _show
 from telemetry.codec.readings import _decode_values
-from telemetry.codec.timestamps import _parse_rfc3339
+from telemetry.codec.timestamps import parse_rfc3339
 
 _ABSENT: Final = object()
 
@@ -36,16 +33,7 @@ def decode_telemetry(
     readings: list[Reading] = []
     rejections: list[Rejection] = []
     try:
-        if len(payload) > limits.max_payload_bytes:
-            raise _Rejected(
-                PAYLOAD_TOO_LARGE,
-                f"payload is {len(payload)} bytes, "
-                f"more than the limit of {limits.max_payload_bytes}",
-            )
-        try:
-            doc = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            doc = _load_after_error(payload, exc)
+        doc = _load(payload, limits)
         groups = _groups(doc, limits)
     except _Rejected as exc:
         return _new_tuple(Decoded, ([], [Rejection(exc.reason, exc.detail)], _NO_UNITS))
@@ -137,7 +125,7 @@ def _ts(raw: object, now_ms: int, limits: Limits) -> int | Rejection:
         if ts < 0:
             return Rejection(INVALID_TS, f"ts {ts} is negative, not epoch milliseconds")
     elif type(raw) is str:
-        parsed = _parse_rfc3339(raw)
+        parsed = parse_rfc3339(raw)
         if parsed is not None:
             ts = parsed
         elif not _overflow_marker(raw):

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import orjson
 
-from telemetry.codec.model import INVALID_JSON, _Rejected
+from telemetry.codec.model import INVALID_JSON, PAYLOAD_TOO_LARGE, Limits, _Rejected
 
 # For _load_after_error: a string (skipped whole, so digits inside it are left
 # alone) or a number. The possessive quantifier and the optional closing quote
@@ -17,6 +17,19 @@ _OVERFLOW_TOKEN: Final = re.compile(
     rb'"(?:[^"\\]|\\.)*+"?|-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?', re.DOTALL
 )
 _overflow_marker: Final = re.compile(r"\x00(-?[0-9][0-9.eE+-]*)").fullmatch
+
+
+def _load(payload: bytes | bytearray, limits: Limits) -> Any:
+    """Parse a payload within the size limit; raise _Rejected for one too large or not JSON."""
+    if len(payload) > limits.max_payload_bytes:
+        raise _Rejected(
+            PAYLOAD_TOO_LARGE,
+            f"payload is {len(payload)} bytes, more than the limit of {limits.max_payload_bytes}",
+        )
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        return _load_after_error(payload, exc)
 
 
 def _load_after_error(payload: bytes | bytearray, error: orjson.JSONDecodeError) -> Any:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Final
 
-import orjson
-
 from telemetry.codec.model import (
     _NO_UNITS,
     DEFAULT_LIMITS,
     DUPLICATE_READING,
     INVALID_SHAPE,
-    PAYLOAD_TOO_LARGE,
     TOO_MANY_READINGS,
     TS_IN_FUTURE,
     TS_TOO_OLD,
@@ -22,7 +19,7 @@ from telemetry.codec.model import (
     _new_tuple,
     _Rejected,
 )
-from telemetry.codec.payload import _json_type, _load_after_error, _show
+from telemetry.codec.payload import _json_type, _load, _show
 from telemetry.codec.readings import _decode_values
 from telemetry.codec.senml_records import UNIT_MAX_LENGTH, SenMLRecord, resolve_senml
 
@@ -42,16 +39,7 @@ def decode_senml(
     record that repeats the metric and time of an earlier one in the pack.
     """
     try:
-        if len(payload) > limits.max_payload_bytes:
-            raise _Rejected(
-                PAYLOAD_TOO_LARGE,
-                f"payload is {len(payload)} bytes, "
-                f"more than the limit of {limits.max_payload_bytes}",
-            )
-        try:
-            pack = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            pack = _load_after_error(payload, exc)
+        pack = _load(payload, limits)
         if type(pack) is not list:
             raise _Rejected(
                 INVALID_SHAPE, f"the payload is {_json_type(pack)}, not a SenML array of records"

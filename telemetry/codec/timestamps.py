@@ -27,7 +27,8 @@ def format_ts(ts_ms: int) -> str:
     return text[:-6] + "Z"  # "+00:00" -> "Z"
 
 
-def _parse_rfc3339(text: str) -> int | None:
+def parse_rfc3339(text: str) -> int | None:
+    """Return the epoch milliseconds of an RFC 3339 time with a zone, or None."""
     match = _rfc3339(text)
     if match is None:
         return None
