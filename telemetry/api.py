@@ -25,7 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from devices.serializers import error_responses
-from devices.views import FormatParamNegotiation, own_device
+from devices.views import UID_PARAMETER, FormatParamNegotiation, own_device
 from telemetry.selectors import (
     ReadingText,
     datetime_to_us,
@@ -102,13 +102,6 @@ def now_ms() -> int:
 
 # OpenAPI: the parameters and responses the views below document.
 
-UID_PARAMETER = OpenApiParameter(
-    "uid",
-    str,
-    OpenApiParameter.PATH,
-    description="The device's uid; another user's device is 404.",
-    examples=[OpenApiExample("boiler", value="boiler-1")],
-)
 START = OpenApiParameter(
     "start",
     str,

@@ -14,6 +14,7 @@ import random
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -374,17 +375,22 @@ class Bridge:
         batch.attempts += 1
         self.stats.batches_sent += 1
 
-    async def _reply_loop(self) -> None:
+    async def _received(self, channel: str) -> AsyncIterator[dict[str, Any]]:
+        """Yield what arrives on a channel; while the layer is down, retry with backoff."""
         delays = backoff_delays(LAYER_RETRY_MIN_S, LAYER_RETRY_MAX_S)
         while True:
             try:
-                reply = await self.layer.receive(self._reply_channel)
+                message = await self.layer.receive(channel)
             except Exception as error:  # noqa: BLE001 - the layer's backend is down
                 self.stats.layer_errors += 1
                 logger.warning("bridge: channel layer receive failed (%s); retrying", error)
                 await asyncio.sleep(next(delays))
                 continue
             delays = backoff_delays(LAYER_RETRY_MIN_S, LAYER_RETRY_MAX_S)
+            yield message
+
+    async def _reply_loop(self) -> None:
+        async for reply in self._received(self._reply_channel):
             if reply.get("type") == "ingest.stored":
                 self._on_stored(reply)
 
@@ -416,16 +422,7 @@ class Bridge:
 
     async def _commands_loop(self) -> None:
         """Publish commands the hub hands to any bridge on the commands channel."""
-        delays = backoff_delays(LAYER_RETRY_MIN_S, LAYER_RETRY_MAX_S)
-        while True:
-            try:
-                command = await self.layer.receive(self.config.commands_channel)
-            except Exception as error:  # noqa: BLE001 - the layer's backend is down
-                self.stats.layer_errors += 1
-                logger.warning("bridge: channel layer receive failed (%s); retrying", error)
-                await asyncio.sleep(next(delays))
-                continue
-            delays = backoff_delays(LAYER_RETRY_MIN_S, LAYER_RETRY_MAX_S)
+        async for command in self._received(self.config.commands_channel):
             if command.get("type") != "command.publish":
                 continue
             if self._connection is None or not self.connected.is_set():
