@@ -12,6 +12,7 @@ import os
 import time
 import urllib.request
 import uuid
+from abc import abstractmethod
 from typing import Any
 
 import psutil
@@ -128,9 +129,9 @@ class DjangoRow(Row):
         log = self.context.workdir / f"{self.name}-{name}.log"
         return await Child.start(name, argv, env=self.env, log=log, control=control, cwd=ROOT)
 
+    @abstractmethod
     async def start_consumer(self) -> None:
         """Start what takes messages from the broker."""
-        raise NotImplementedError
 
     def measured(self) -> dict[str, Child]:
         """Return Daphne and the WebSocket clients (subclasses add their consumer)."""

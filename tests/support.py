@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -153,3 +155,23 @@ def hub_env(**overrides: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overrides)
     return env
+
+
+def simulator_argv(
+    mqtt_port: int, credentials: list[dict[str, str]], path: Path, rate: float
+) -> list[str]:
+    """Write devices' credentials to `path` as JSON lines; return firmware_sim's command."""
+    path.write_text("".join(json.dumps(line) + "\n" for line in credentials))
+    return [
+        sys.executable,
+        "-m",
+        "firmware_sim",
+        "--devices",
+        str(len(credentials)),
+        "--rate",
+        str(rate),
+        "--broker",
+        f"mqtt://127.0.0.1:{mqtt_port}",
+        "--credentials",
+        str(path),
+    ]

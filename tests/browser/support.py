@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -17,7 +16,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expec
 
 from tests.e2e.harness import BIN, HubUnderTest, _healthy
 from tests.e2e.harness import _start as start_process
-from tests.support import ROOT, free_port, hub_env, wait_until
+from tests.support import ROOT, free_port, hub_env, simulator_argv, wait_until
 
 # Debian's Chromium, installed by `make test` (scripts/chromium.sh); Playwright never downloads one.
 CHROMIUM = Path("/usr/bin/chromium")
@@ -149,20 +148,7 @@ class Simulator:
     def __init__(self, hub: HubUnderTest, credentials: list[dict[str, str]], rate: float = 2):
         self.hub = hub
         self.credentials = hub.logs / "sim-credentials.jsonl"
-        self.credentials.write_text("".join(json.dumps(line) + "\n" for line in credentials))
-        self.args = [
-            sys.executable,
-            "-m",
-            "firmware_sim",
-            "--devices",
-            str(len(credentials)),
-            "--rate",
-            str(rate),
-            "--broker",
-            f"mqtt://127.0.0.1:{hub.mqtt_port}",
-            "--credentials",
-            str(self.credentials),
-        ]
+        self.args = simulator_argv(hub.mqtt_port, credentials, self.credentials, rate)
         self.runs = itertools.count(1)
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -12,7 +12,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.e2e.harness import HubUnderTest, embedded_hub, production_hub
 from tests.e2e.test_modes import Socket
-from tests.support import wait_until
+from tests.support import simulator_argv, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -44,22 +43,10 @@ def simulator(
     hub: HubUnderTest, credentials: list[dict], tmp: Path, rate: float = 2
 ) -> subprocess.Popen:
     path = tmp / f"credentials-{len(list(tmp.glob('credentials-*.jsonl')))}.jsonl"
-    path.write_text("".join(json.dumps(c) + "\n" for c in credentials))
+    argv = simulator_argv(hub.mqtt_port, credentials, path, rate)
     with path.with_suffix(".log").open("wb") as log:  # the child keeps its own copy
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "firmware_sim",
-                "--devices",
-                str(len(credentials)),
-                "--rate",
-                str(rate),
-                "--broker",
-                f"mqtt://127.0.0.1:{hub.mqtt_port}",
-                "--credentials",
-                str(path),
-            ],
+            argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
