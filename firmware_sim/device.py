@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import random
+import socket
 
 import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
@@ -124,6 +125,7 @@ class SimulatedDevice:
             clean_session=True,
             timeout=CONNECT_TIMEOUT_S,
             max_queued_incoming_messages=MAX_QUEUED_INBOUND,
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
 
     async def _connect_and_serve(self) -> bool:

@@ -232,6 +232,9 @@ class MqttConnection:
     def _on_socket_open(self, _client: paho.Client, _userdata: Any, sock: Any) -> None:
         if isinstance(sock, socket.socket):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
+            # No Nagle: a command written right after a PUBACK would wait ~40 ms for
+            # the broker's delayed ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         if self._reading:
             self._call_in_loop(self.loop.add_reader, sock, self._read)

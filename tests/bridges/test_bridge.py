@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -18,7 +19,7 @@ from bridges.mqtt.config import BridgeConfig, BrokerAddress
 from telemetry.ingest import ingest_batch_handle
 from telemetry.models import Reading
 from tests.factories import make_device, make_user
-from tests.support import Mosquitto, async_wait_until
+from tests.support import ROOT, Mosquitto, async_wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -123,3 +124,14 @@ def _async(function):
         return function()
 
     return wrapper
+
+
+async def test_bridge_socket_and_hub_broker_config_send_without_nagle_delay(mosquitto, hub_bridge):
+    # A command published right after a PUBACK would otherwise wait for the broker's
+    # delayed ACK (~40 ms on Linux); so would a reply forwarded by the broker.
+    connection = hub_bridge.bridge._connection
+    assert connection is not None
+    assert connection._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    for name in ("mosquitto.conf", "dynamic-security.conf"):
+        lines = (ROOT / "deploy" / "mosquitto" / name).read_text().splitlines()
+        assert "set_tcp_nodelay true" in lines, name
