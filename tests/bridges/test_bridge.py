@@ -19,7 +19,7 @@ from bridges.mqtt.config import BridgeConfig, BrokerAddress
 from telemetry.ingest import ingest_batch_handle
 from telemetry.models import Reading
 from tests.factories import make_device, make_user
-from tests.support import ROOT, Mosquitto, async_wait_until
+from tests.support import HUB_MOSQUITTO_CONF, Mosquitto, async_wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -133,5 +133,5 @@ async def test_bridge_socket_and_hub_broker_config_send_without_nagle_delay(mosq
     assert connection is not None
     assert connection._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     for name in ("mosquitto.conf", "dynamic-security.conf"):
-        lines = (ROOT / "deploy" / "mosquitto" / name).read_text().splitlines()
+        lines = (HUB_MOSQUITTO_CONF.parent / name).read_text().splitlines()
         assert "set_tcp_nodelay true" in lines, name
