@@ -1,24 +1,26 @@
 # The hub's one image: Daphne, `hub bridge`, `hub ingest`, `hub migrate` and the simulator
 # all run from it (compose.yaml).
 
-# The dashboard's uPlot, from the npm registry as package-lock.json pins it.
+# The dashboard's uPlot, from the npm registry as package-lock.json pins it, vendored
+# into telemetry/vendor/ (scripts/assets.sh).
 FROM node:20-slim AS assets
 WORKDIR /assets
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund --loglevel=error
+COPY scripts/assets.sh scripts/
+RUN scripts/assets.sh
 
 FROM python:3.11-slim
-# PYTHONPATH: the hub runs from /app, where settings find node_modules/uplot beside it.
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PYTHONPATH=/app HUB_VAR_DIR=/var/lib/hub
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HUB_VAR_DIR=/var/lib/hub
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY hub hub
 COPY devices devices
 COPY telemetry telemetry
 COPY bridges bridges
 COPY firmware_sim firmware_sim
+# The installed package carries the vendored assets (setup.py needs no npm with them here).
+COPY --from=assets /assets/telemetry/vendor telemetry/vendor
 RUN pip install . && useradd --system --home /var/lib/hub hub && mkdir -p /var/lib/hub && chown hub /var/lib/hub
-COPY --from=assets /assets/node_modules/uplot/dist node_modules/uplot/dist
 USER hub
 # 8000: Daphne (HTTP, WebSocket, /metrics); 9100: a worker's --metrics-port.
 EXPOSE 8000 9100

@@ -6,11 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench services lint clean
 
-$(STAMP): pyproject.toml package.json package-lock.json
+# scripts/assets.sh first: it installs npm if needed and vendors the dashboard's npm
+# packages into telemetry/vendor/, which the editable install then finds up to date.
+$(STAMP): pyproject.toml setup.py package.json package-lock.json scripts/assets.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	scripts/assets.sh
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	scripts/assets.sh
 	touch $(STAMP)
 
 ## demo: the whole hub in one process with 20 simulated devices
@@ -26,9 +28,9 @@ test: $(STAMP) services
 	scripts/chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
-## bench: ingest throughput/latency of the hub against a bare paho ceiling and a naive consumer,
+## bench: ingest throughput/latency of the hub against a bare paho ceiling, a naive consumer and Node-RED, with 1 000 alarm rules,
 ## then live fan-out, command round trip and history API rows (bench/README.md)
 ## (BENCH_ARGS=--quick for a shorter run; BENCH_ARGS="--rows fanout,commands,history" for some rows)
 bench: $(STAMP) services

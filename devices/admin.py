@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
@@ -14,10 +15,39 @@ from devices.broker import uid_reserved
 from devices.models import Device
 from devices.services import (
     RESERVED_UID_MESSAGE,
+    device_add,
     device_delete,
     device_rotate_token,
     device_update,
 )
+
+
+class OwnedAdmin(admin.ModelAdmin):
+    """An admin in which a user who is not a superuser sees and picks only their own rows.
+
+    Staff users such as `hub serve`'s demo user open the admin on their own devices,
+    rules, alarms and webhooks; every list, form, lookup and choice leaves out other
+    users' rows. Superusers see everything.
+    """
+
+    owner_field = "owner"  # the lookup from the model to the user who owns a row
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(**{self.owner_field: request.user})
+
+    def formfield_for_foreignkey(
+        self, db_field: Any, request: HttpRequest, **kwargs: Any
+    ) -> forms.ModelChoiceField | None:
+        if not request.user.is_superuser:
+            related = db_field.related_model
+            if related is get_user_model():
+                kwargs["queryset"] = related.objects.filter(pk=request.user.pk)
+            elif related is Device:
+                kwargs["queryset"] = Device.objects.filter(owner=request.user.pk)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 class DeviceForm(forms.ModelForm):
@@ -36,7 +66,7 @@ class DeviceForm(forms.ModelForm):
 
 
 @admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
+class DeviceAdmin(OwnedAdmin):
     """List, search and filter devices; adding one or rotating tokens shows the new token once."""
 
     list_display = ("uid", "name", "owner", "active", "online", "last_seen", "created")
@@ -57,13 +87,13 @@ class DeviceAdmin(admin.ModelAdmin):
         return (*fields, "uid") if obj is not None else fields
 
     def save_model(self, request: HttpRequest, obj: Device, form: ModelForm, change: bool) -> None:
-        super().save_model(request, obj, form, change)
         if not change:
-            # Saved without a usable token first (no token hashes to ""), then given
-            # one, inside the admin's transaction.
-            token = device_rotate_token(device=obj)
-            _show_token(request, obj, token)
-        elif "active" in form.changed_data:
+            # Through the service, so a managed broker drops what it held under the uid
+            # and gets the token, inside the admin's transaction.
+            _show_token(request, obj, device_add(device=obj))
+            return
+        super().save_model(request, obj, form, change)
+        if "active" in form.changed_data:
             # Through the service, so a managed broker enables or disables the client too.
             device_update(device=obj, active=obj.active)
 

@@ -13,9 +13,14 @@ from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from devices.dispatch import commands_broadcast, commands_publish, format_moment
+from core.moments import format_moment
+from core.requests import AuthenticatedRequest
+from core.throttling import CommandRateThrottle
+from devices.access import visible_devices
+from devices.dispatch import command_send
 from devices.models import Command, PresenceEvent
 from devices.selectors import command_get
 from devices.serializers import StrictCharField
@@ -115,7 +120,7 @@ class NewestFirst(CursorPagination):
     """Cursor pages, newest first."""
 
     page_size = 100
-    ordering = ("-created",)
+    ordering: tuple[str, ...] = ("-created",)
 
 
 class PresencePages(NewestFirst):
@@ -124,20 +129,17 @@ class PresencePages(NewestFirst):
     ordering = ("-at", "-id")
 
 
-def command_send(command: Command) -> None:
-    """Show a new command on sockets; hand it to a bridge if its device is online."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    async_to_sync(commands_broadcast)(layer, [command])
-    if device_is_online(device_id=command.device_id):
-        async_to_sync(commands_publish)(layer, [command])
-
-
 class DeviceCommandsView(APIView):
     """GET the device's commands, newest first; POST sends one."""
 
     content_negotiation_class = FormatParamNegotiation
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        """Count each POST against the user's command rate too, shared with the socket."""
+        throttles: list[BaseThrottle] = list(super().get_throttles())
+        if self.request.method == "POST":
+            throttles.append(CommandRateThrottle())
+        return throttles
 
     def get(self, request: Request, uid: str) -> Response:
         device = own_device(request, uid)
@@ -147,7 +149,7 @@ class DeviceCommandsView(APIView):
         )
         return paginator.get_paginated_response(CommandSerializer(page, many=True).data)
 
-    def post(self, request: Request, uid: str) -> Response:
+    def post(self, request: AuthenticatedRequest, uid: str) -> Response:
         device = own_device(request, uid)
         serializer = CommandCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -155,7 +157,10 @@ class DeviceCommandsView(APIView):
             command = command_create(
                 device=device, created_by=request.user, **serializer.validated_data
             )
-        command_send(command)
+        layer = get_channel_layer()
+        if layer is not None:
+            online = device_is_online(device_id=command.device_id)
+            async_to_sync(command_send)(layer, command, online=online)
         return Response(CommandSerializer(command).data, status=status.HTTP_201_CREATED)
 
 
@@ -165,7 +170,7 @@ class CommandDetailView(APIView):
     content_negotiation_class = FormatParamNegotiation
 
     def get(self, request: Request, command_id: str) -> Response:
-        command = command_get(owner=request.user, command_id=command_id)
+        command = command_get(devices=visible_devices(request), command_id=command_id)
         if command is None:
             raise NotFound("no such command")
         return Response(CommandSerializer(command).data)

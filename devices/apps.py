@@ -8,3 +8,7 @@ class DevicesConfig(AppConfig):
 
     name = "devices"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Connect the receiver that removes deleted devices from a managed broker."""
+        from devices import receivers  # noqa: F401  (connects by importing)

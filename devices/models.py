@@ -108,3 +108,23 @@ class PresenceEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.device_id} {'online' if self.online else 'offline'} at {self.at}"
+
+
+class DeviceAttributes(models.Model):
+    """A device's configuration as users want it (desired) and its state as it reports it."""
+
+    device = models.OneToOneField(
+        Device, on_delete=models.CASCADE, primary_key=True, related_name="attributes"
+    )
+    desired = models.JSONField(default=dict)
+    # Bumped by every change of `desired`; the device sees it in each desired message.
+    version = models.PositiveIntegerField(default=0)
+    desired_at = models.DateTimeField(null=True, blank=True)
+    reported = models.JSONField(default=dict)
+    reported_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "device attributes"
+
+    def __str__(self) -> str:
+        return f"attributes of {self.device_id} (version {self.version})"

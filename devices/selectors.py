@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
 from devices.models import UID_PATTERN, Command, Device
@@ -20,12 +20,27 @@ def uid_is_valid(uid: str) -> bool:
     return _uid_ok(uid) is not None
 
 
-def device_list(*, owner: AbstractBaseUser) -> QuerySet[Device]:
+# uids per IN (…) list: SQLite allows 32 766 parameters, older builds 999.
+_UIDS_PER_QUERY: Final = 500
+
+
+def device_credentials(*, uids: list[str]) -> dict[str, tuple[int, str, bool]]:
+    """Return the id, token hash and active flag of the devices with these uids (absent: none)."""
+    wanted = [uid for uid in uids if uid_is_valid(uid)]
+    found: dict[str, tuple[int, str, bool]] = {}
+    for start in range(0, len(wanted), _UIDS_PER_QUERY):
+        rows = Device.objects.filter(uid__in=wanted[start : start + _UIDS_PER_QUERY])
+        for uid, pk, token_hash, active in rows.values_list("uid", "id", "token_hash", "active"):
+            found[uid] = (pk, token_hash, active)
+    return found
+
+
+def device_list(*, owner: User) -> QuerySet[Device]:
     """Return the devices a user owns, by uid."""
     return Device.objects.filter(owner=owner).order_by("uid")
 
 
-def device_get(*, owner: AbstractBaseUser, uid: str) -> Device | None:
+def device_get(*, owner: User, uid: str) -> Device | None:
     """Return the user's device with this uid, or None for unknown and others' devices."""
     # Checking the shape first keeps NUL bytes and other junk away from the database.
     if not uid_is_valid(uid):
@@ -41,10 +56,17 @@ def device_uids_owned(*, owner_id: int, uids: list[str] | None = None) -> set[st
     return set(devices.values_list("uid", flat=True))
 
 
-def command_get(*, owner: AbstractBaseUser, command_id: str) -> Command | None:
-    """Return a command to one of the user's devices, or None (others' commands included)."""
+def device_uids_first(*, owner_id: int, limit: int) -> tuple[list[str], int]:
+    """Return the first `limit` uids of the user's devices, by uid, and how many they own."""
+    devices = Device.objects.filter(owner_id=owner_id)
+    first = list(devices.order_by("uid").values_list("uid", flat=True)[:limit])
+    return first, len(first) if len(first) < limit else devices.count()
+
+
+def command_get(*, devices: QuerySet[Device], command_id: str) -> Command | None:
+    """Return a command to one of these devices (devices.access), or None for any other."""
     # The shape check keeps NUL bytes, which PostgreSQL refuses, away from the database.
     if not _command_id_ok(command_id):
         return None
     commands = Command.objects.select_related("device")
-    return commands.filter(id=command_id, device__owner=owner).first()
+    return commands.filter(id=command_id, device__in=devices).first()

@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from django.core.validators import RegexValidator
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import serializers
 
+from core.moments import format_moment
 from devices.models import UID_PATTERN, Device
 
 UID_MESSAGE = "must be 1 to 64 letters, digits, _ or -, starting with a letter or digit"
 DUPLICATE_UID_MESSAGE = "a device with this uid already exists"
 
 
-def format_datetime(moment: datetime) -> str:
-    """Format an aware datetime as RFC 3339 UTC with milliseconds and Z."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class TimestampField(serializers.DateTimeField):
     """A read-only datetime rendered as RFC 3339 UTC with milliseconds and Z."""
 
     def to_representation(self, value: datetime) -> str:
-        return format_datetime(value)
+        return format_moment(value)
 
 
 class StrictCharField(serializers.CharField):
@@ -44,7 +40,7 @@ class DeviceSerializer(serializers.ModelSerializer[Device]):
 
     class Meta:
         model = Device
-        fields = ("uid", "name", "active", "online", "last_seen", "created")
+        fields: tuple[str, ...] = ("uid", "name", "active", "online", "last_seen", "created")
         read_only_fields = fields
 
 
@@ -128,6 +124,7 @@ _ERROR_DESCRIPTIONS = {
     403: "A session request without its CSRF token.",
     404: "No such object among the user's own.",
     429: "Too many requests: see Retry-After.",
+    503: "The hub is busy with other history requests: see Retry-After.",
 }
 
 

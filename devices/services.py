@@ -5,20 +5,31 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 
+from core.moments import ms_to_datetime
+from devices.attribute_services import (
+    AttributesState,
+    attributes_reported_apply,
+    attributes_to_republish,
+)
+from devices.attributes import AttributesInvalid
 from devices.broker import (
     broker_device_active_set,
+    broker_device_register,
     broker_device_remove,
-    broker_device_set,
+    broker_device_token_set,
     uid_reserved,
 )
+from devices.events import DeviceEvent, PresenceChange, ReplyEvent, ReportedEvent, StatusEvent
 from devices.models import FINISHED, Command, CommandStatus, Device, PresenceEvent
 from devices.selectors import uid_is_valid
 
@@ -36,28 +47,59 @@ def token_new() -> str:
     return secrets.token_urlsafe(32)
 
 
-def device_register(*, owner: AbstractBaseUser, uid: str, name: str = "") -> tuple[Device, str]:
-    """Register a device and return it with its token, which is not stored in clear.
+def device_register(*, owner: User, uid: str, name: str = "") -> tuple[Device, str]:
+    """Register a device and return it with its token, which is not stored in clear."""
+    device = Device(uid=uid, name=name, owner=owner)
+    return device, device_add(device=device)
 
-    Where the hub manages the broker, the device's broker client gets the token
-    once the transaction commits.
+
+def device_add(*, device: Device, purge: bool = True) -> str:
+    """Save a new device with a new token and return the token.
+
+    Where the hub manages the broker, the broker first drops whatever it holds
+    under the uid (an earlier owner's session and retained messages), then the
+    device's client gets the token, before the transaction commits; a broker
+    that does not take it raises BrokerUnavailable and nothing is registered.
+    A provisioning claim passes purge=False: the claiming connection holds the
+    uid's client id, which the purge would take over, so the answer would be
+    lost (a deleted device's uid was purged when it was deleted).
     """
-    if uid_reserved(uid):
+    if uid_reserved(device.uid):
         raise ValidationError({"uid": [RESERVED_UID_MESSAGE]})
     token = token_new()
-    device = Device(uid=uid, name=name, owner=owner, token_hash=token_hash(token))
+    device.token_hash = token_hash(token)
     device.full_clean()
-    device.save()
-    broker_device_set(uid=device.uid, token=token, active=device.active)
-    return device, token
+    with transaction.atomic():
+        device.save(force_insert=True)
+        broker_device_register(
+            uid=device.uid,
+            token=token,
+            token_hash=device.token_hash,
+            active=device.active,
+            purge=purge,
+        )
+    return token
 
 
 def device_rotate_token(*, device: Device) -> str:
-    """Give the device a new token; the old one stops working (at the broker too)."""
+    """Give the device a new token; the old one stops working (at the broker too).
+
+    At a managed broker the device's connections are closed and its session
+    discarded; a broker that does not take the token raises BrokerUnavailable
+    and the device keeps its old one.
+    """
     token = token_new()
-    device.token_hash = token_hash(token)
-    device.save(update_fields=["token_hash"])
-    broker_device_set(uid=device.uid, token=token, active=device.active)
+    old = device.token_hash
+    try:
+        with transaction.atomic():
+            device.token_hash = token_hash(token)
+            device.save(update_fields=["token_hash"])
+            broker_device_token_set(
+                uid=device.uid, token=token, token_hash=device.token_hash, active=device.active
+            )
+    except BaseException:
+        device.token_hash = old
+        raise
     return token
 
 
@@ -72,26 +114,51 @@ def device_authenticate(*, uid: str, token: str) -> Device | None:
 
 
 def device_update(*, device: Device, name: str | None = None, active: bool | None = None) -> Device:
-    """Change a device's name or active flag; fields left None stay as they are."""
+    """Change a device's name or active flag; fields left None stay as they are.
+
+    Disabling closes the device's connections at a managed broker and discards
+    its session; a broker that does not take the change raises BrokerUnavailable
+    and the device stays as it was.
+    """
     fields = []
+    before = (device.name, device.active)
     if name is not None:
         device.name = name
         fields.append("name")
     if active is not None:
         device.active = active
         fields.append("active")
-    if fields:
+    if not fields:
+        return device
+    try:
         device.full_clean()
-        device.save(update_fields=fields)
-    if active is not None:
-        broker_device_active_set(uid=device.uid, active=device.active)
+        with transaction.atomic():
+            device.save(update_fields=fields)
+            if active is not None:
+                broker_device_active_set(uid=device.uid, active=device.active)
+    except BaseException:
+        device.name, device.active = before
+        raise
     return device
 
 
 def device_delete(*, device: Device) -> None:
-    """Delete a device with its readings, rollups and latest values, and its broker client."""
-    uid = device.uid
-    device.delete()
+    """Delete a device with its readings, rollups and latest values, and its broker account.
+
+    The broker part runs in device_broker_forget, which devices.receivers calls for
+    every deleted device, cascades included; a broker that does not take it raises
+    BrokerUnavailable and nothing is deleted.
+    """
+    with transaction.atomic():
+        device.delete()
+
+
+def device_broker_forget(*, uid: str) -> None:
+    """Remove a deleted device from a managed broker: its client, session and retained messages.
+
+    Call inside the transaction that deletes the device, so a broker that does not
+    take it (BrokerUnavailable) rolls the deletion back.
+    """
     broker_device_remove(uid=uid)
 
 
@@ -105,7 +172,7 @@ def command_create(
     method: str,
     params: dict[str, Any],
     timeout: int = COMMAND_TIMEOUT_DEFAULT_S,
-    created_by: AbstractBaseUser | None = None,
+    created_by: User | None = None,
 ) -> Command:
     """Store a pending command; the caller hands it to a bridge once this commits."""
     now = timezone.now()
@@ -260,56 +327,92 @@ def devices_silent_offline(*, now: datetime, after_s: int) -> list[Device]:
 class EventsApplied:
     """What a bridge's device events changed, for the caller to announce."""
 
-    # (device, online) for every change of presence.
-    presence: list[tuple[Device, bool]] = field(default_factory=list)
+    # Every change of presence.
+    presence: list[PresenceChange] = field(default_factory=list)
     # Commands whose status changed.
     commands: list[Command] = field(default_factory=list)
     # Pending commands of devices that came online: to hand to a bridge now.
     to_publish: list[Command] = field(default_factory=list)
-    # (uid, topic, error) for device messages the hub refuses.
-    rejected: list[tuple[str, str, str]] = field(default_factory=list)
+    # (uid, topic, error, reason) for device messages the hub refuses.
+    rejected: list[tuple[str, str, str, str]] = field(default_factory=list)
+    # Attributes a device reported, as they are now: for the sockets.
+    attributes: list[AttributesState] = field(default_factory=list)
+    # Attributes of devices that came online: their desired values go to the broker again.
+    republish: list[AttributesState] = field(default_factory=list)
 
 
-def events_apply(*, events: list[list[Any]], now: datetime) -> EventsApplied:
+def events_apply(*, events: Sequence[DeviceEvent], now: datetime) -> EventsApplied:
     """Apply device events from a bridge: status changes, command replies, commands sent.
 
-    Events are `["status", uid, online, at_ms]`, `["reply", uid, command_id, reply, at_ms]`
-    and `["sent", command_id, at_ms]`; they may arrive twice, and applying one again
-    changes nothing.
+    A merge patch a device reported is merged in a transaction of its own (a bad one is
+    refused alone). An event may arrive twice (a resent batch); applying it again changes
+    nothing (a merge patch applied twice gives the same object).
     """
     applied = EventsApplied()
-    uids = {event[1] for event in events if event and event[0] in {"status", "reply"}}
+    uids = {
+        event.uid for event in events if isinstance(event, StatusEvent | ReplyEvent | ReportedEvent)
+    }
     devices = {device.uid: device for device in Device.objects.filter(uid__in=uids, active=True)}
     came_online: list[int] = []
     for event in events:
-        kind, at = event[0], ms_to_moment(event[-1])
-        if kind == "status":
-            device = devices.get(event[1])
+        at = ms_to_datetime(event.at_ms)
+        if isinstance(event, StatusEvent):
+            device = devices.get(event.uid)
             if device is not None and presence_set(
-                device=device, online=event[2], at=at, source=PresenceEvent.Source.STATUS
+                device=device, online=event.online, at=at, source=PresenceEvent.Source.STATUS
             ):
-                applied.presence.append((device, event[2]))
-                if event[2]:
+                applied.presence.append(PresenceChange(device.owner_id, device.uid, event.online))
+                if event.online:
                     came_online.append(device.pk)
-        elif kind == "reply":
-            uid, command_id, reply = event[1], event[2], event[3]
-            topic = f"devices/{uid}/commands/{command_id}/reply"
-            if uid not in devices:
+        elif isinstance(event, ReplyEvent):
+            topic = f"devices/{event.uid}/commands/{event.command_id}/reply"
+            if event.uid not in devices:
                 continue  # unknown or disabled devices are ignored, as for telemetry
-            command, rejection = command_reply(uid=uid, command_id=command_id, reply=reply, at=at)
+            command, rejection = command_reply(
+                uid=event.uid, command_id=event.command_id, reply=event.reply, at=at
+            )
             if rejection is not None:
-                applied.rejected.append((uid, topic, rejection))
+                applied.rejected.append((event.uid, topic, rejection, "command_rejected"))
             elif command is not None:
                 applied.commands.append(command)
-        elif kind == "sent":
-            command = command_mark_sent(command_id=event[1], at=at)
+        elif isinstance(event, ReportedEvent):
+            device = devices.get(event.uid)
+            if device is None:
+                continue  # unknown or disabled devices are ignored, as for telemetry
+            try:
+                with transaction.atomic():
+                    state = attributes_reported_apply(device=device, patch=event.patch, at=at)
+            except AttributesInvalid as error:
+                topic = f"devices/{device.uid}/attributes/reported"
+                applied.rejected.append((device.uid, topic, error.detail, error.reason))
+            else:
+                applied.attributes.append(state)
+        else:
+            command = command_mark_sent(command_id=event.command_id, at=at)
             if command is not None:
                 applied.commands.append(command)
     if came_online:
         applied.to_publish = commands_pending(device_ids=came_online, now=now)
+        applied.republish = attributes_to_republish(device_ids=came_online)
     return applied
 
 
-def ms_to_moment(ts_ms: int) -> datetime:
-    """Return the aware UTC datetime of an epoch-milliseconds instant."""
-    return datetime.fromtimestamp(0, UTC) + timedelta(milliseconds=ts_ms)
+@dataclass(slots=True)
+class Swept:
+    """What the periodic sweep changed."""
+
+    expired: list[Command]
+    # Devices marked offline because they fell silent.
+    silent: list[PresenceChange]
+
+
+def presence_and_commands_sweep(*, now: datetime, offline_after_s: int) -> Swept:
+    """Expire overdue commands and mark long-silent devices offline."""
+    with transaction.atomic():
+        return Swept(
+            expired=commands_expire(now=now),
+            silent=[
+                PresenceChange(device.owner_id, device.uid, False)
+                for device in devices_silent_offline(now=now, after_s=offline_after_s)
+            ],
+        )

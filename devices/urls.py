@@ -1,5 +1,7 @@
 """Device endpoints under /api/v1/, with the OpenAPI description of the command endpoints."""
 
+from typing import Any
+
 from django.urls import path
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -11,6 +13,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 
+from devices.api_attributes import DeviceAttributesView
 from devices.api_commands import (
     CommandCreateSerializer,
     CommandDetailView,
@@ -30,7 +33,7 @@ from devices.views import (
 )
 
 
-def _pages(name: str, item: serializers.Serializer[object]) -> serializers.Serializer[object]:
+def _pages(name: str, item: serializers.Serializer[Any]) -> serializers.Serializer[Any]:
     return inline_serializer(
         name=name,
         fields={
@@ -163,5 +166,6 @@ urlpatterns = [
     ),
     path("devices/<str:uid>/commands/", DeviceCommandsView.as_view(), name="device-commands"),
     path("devices/<str:uid>/presence/", DevicePresenceView.as_view(), name="device-presence"),
+    path("devices/<str:uid>/attributes/", DeviceAttributesView.as_view(), name="device-attributes"),
     path("commands/<str:command_id>/", CommandDetailView.as_view(), name="command-detail"),
 ]

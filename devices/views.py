@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.http import HttpResponseBase
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.throttling import AnonRateThrottle, ScopedRateThrottle
 from rest_framework.views import APIView
 
+from core.requests import AuthenticatedRequest
+from core.streaming import json_array_chunks, streaming_response
+from core.throttling import AnonRateThrottle, PasswordRateThrottle
+from devices.access import refuse_limited_key, visible_devices
 from devices.models import Device
-from devices.selectors import device_get, device_list
+from devices.selectors import uid_is_valid
 from devices.serializers import (
     DUPLICATE_UID_MESSAGE,
     CredentialsSerializer,
@@ -35,23 +40,31 @@ from devices.serializers import (
 )
 from devices.services import device_delete, device_register, device_rotate_token, device_update
 
+# Devices read from the database at a time for the streamed list.
+DEVICES_PER_CHUNK = 500
+
 
 class FormatParamNegotiation(DefaultContentNegotiation):
     """Answer an unknown `?format=` with a 400 naming the parameter instead of DRF's 404."""
 
     def filter_renderers(
-        self, renderers: Sequence[BaseRenderer], format: str
+        self, renderers: Iterable[BaseRenderer], format: str
     ) -> list[BaseRenderer]:
-        matching = [renderer for renderer in renderers if renderer.format == format]
+        offered = list(renderers)
+        matching = [renderer for renderer in offered if renderer.format == format]
         if not matching:
-            known = ", ".join(str(renderer.format) for renderer in renderers)
+            known = ", ".join(str(renderer.format) for renderer in offered)
             raise ValidationError({"format": [f"unsupported format; use one of: {known}"]})
         return matching
 
 
 def own_device(request: Request, uid: str) -> Device:
-    """Return the requesting user's device with this uid, or raise 404 (never 403)."""
-    device = device_get(owner=request.user, uid=uid)
+    """Return the request's visible device with this uid, or raise 404 (never 403).
+
+    Visible: the user's own, narrowed to an API key's devices (devices.access).
+    """
+    # Checking the shape first keeps NUL bytes and other junk away from the database.
+    device = visible_devices(request).filter(uid=uid).first() if uid_is_valid(uid) else None
     if device is None:
         raise NotFound("no such device")
     return device
@@ -82,16 +95,18 @@ class TokenObtainView(ObtainAuthToken):
 
     content_negotiation_class = FormatParamNegotiation
     # DRF's view names the standard parsers; the hub's JSON one turns hostile bodies into 400s.
-    parser_classes = api_settings.DEFAULT_PARSER_CLASSES
-    # Guessing passwords is throttled per address, more strictly than other requests.
-    throttle_classes = [AnonRateThrottle, ScopedRateThrottle]
-    throttle_scope = "token"
+    # api_settings imports the dotted paths it is given; djangorestframework-stubs type
+    # them as the strings of the settings.
+    parser_classes = cast("Sequence[type[BaseParser]]", api_settings.DEFAULT_PARSER_CLASSES)
+    # Guessing passwords is throttled per real address, more strictly than other requests,
+    # in one budget with the login forms.
+    throttle_classes = [AnonRateThrottle, PasswordRateThrottle]
 
     @extend_schema(
         operation_id="auth_token",
         summary="Get your API token",
         description="Send it as `Authorization: Token <token>`. Throttled per address "
-        "(HUB_THROTTLE_TOKEN).",
+        "(HUB_THROTTLE_TOKEN), in one budget with the login form and the admin login.",
         request=CredentialsSerializer,
         responses={
             200: OpenApiResponse(TokenSerializer, description="The user's API token."),
@@ -123,6 +138,8 @@ class DeviceListView(APIView):
     @extend_schema(
         operation_id="devices_list",
         summary="Your devices",
+        description="Every device you own, by uid, streamed: any number costs the hub "
+        "constant memory.",
         parameters=[FORMAT_PARAMETER],
         responses={
             200: OpenApiResponse(DeviceSerializer(many=True), description="By uid."),
@@ -131,9 +148,13 @@ class DeviceListView(APIView):
         examples=[OpenApiExample("one device", value=[DEVICE_EXAMPLE], response_only=True)],
         tags=["devices"],
     )
-    def get(self, request: Request) -> Response:
-        devices = device_list(owner=request.user)
-        return Response(DeviceSerializer(devices, many=True).data)
+    def get(self, request: Request) -> HttpResponseBase:
+        # Streamed JSON in the same shape as ever: a user may own any number of devices.
+        devices = visible_devices(request).order_by("uid").iterator(chunk_size=DEVICES_PER_CHUNK)
+        items = (DeviceSerializer(device).data for device in devices)
+        return streaming_response(
+            request, json_array_chunks(items), content_type="application/json"
+        )
 
     @extend_schema(
         operation_id="devices_create",
@@ -160,7 +181,9 @@ class DeviceListView(APIView):
         ],
         tags=["devices"],
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
+        # A key limited to devices would not see the device it registers.
+        refuse_limited_key(request)
         serializer = DeviceCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:

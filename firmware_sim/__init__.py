@@ -1,4 +1,4 @@
-"""Simulated devices that speak only MQTT: telemetry, presence and reconnects."""
+"""Simulated devices that speak only MQTT: telemetry, presence, commands and attributes."""
 
 from firmware_sim.config import DeviceIdentity, FleetConfig, numbered_identities, read_credentials
 from firmware_sim.fleet import run_fleet

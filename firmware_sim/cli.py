@@ -6,21 +6,29 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import resource
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from firmware_sim.attributes import FIRMWARE, FIRMWARE_VERSION, INTERVAL, SETPOINT
+from firmware_sim.commands import INTERVAL_MAX_S, INTERVAL_MIN_S, SETPOINT_MAX_C, SETPOINT_MIN_C
 from firmware_sim.config import (
+    DEFAULT_BACKFILL_RATE,
     DEFAULT_BROKER_URL,
     DEFAULT_UID_PREFIX,
+    PAYLOAD_FORMATS,
     ConfigError,
     FleetConfig,
+    ProvisionKey,
     numbered_identities,
     parse_broker_url,
+    parse_duration,
     read_credentials,
 )
+from firmware_sim.faults import DRIFT_C, LEAD_S, SYNTAX, FaultError, FaultSpec, parse_fault
 from firmware_sim.fleet import run_fleet
 from firmware_sim.report import RateReporter, ReporterLogHandler
 from firmware_sim.stats import FleetStats
@@ -28,6 +36,23 @@ from firmware_sim.stats import FleetStats
 logger = logging.getLogger(__name__)
 
 SPARE_FILE_DESCRIPTORS = 64
+PROVISION_SECRET_ENV = "FIRMWARE_SIM_PROVISION_SECRET"  # noqa: S105 - a variable name
+
+
+def fault_argument(text: str) -> FaultSpec:
+    """Parse one --fault for argparse, which reports the error and the usage."""
+    try:
+        return parse_fault(text)
+    except FaultError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def duration_argument(text: str) -> float:
+    """Parse --backfill for argparse."""
+    try:
+        return parse_duration(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="firmware-sim",
         description="Simulate devices that publish telemetry and presence over MQTT.",
+        epilog=(
+            "Each device answers the commands set_interval, set_setpoint and reboot, and "
+            "applies the desired attributes it understands (devices/UID/attributes/desired): "
+            f"{INTERVAL!r} (seconds between readings, {INTERVAL_MIN_S:g} to {INTERVAL_MAX_S:g}) "
+            f"and {SETPOINT!r} (the temperature it drifts to, °C, {SETPOINT_MIN_C:g} to "
+            f"{SETPOINT_MAX_C:g}); it ignores other keys and values out of range, and reports "
+            f"what it applied plus {FIRMWARE!r} ({FIRMWARE_VERSION}) to "
+            "devices/UID/attributes/reported."
+        ),
     )
     parser.add_argument("--devices", type=int, required=True, metavar="N", help="devices")
     parser.add_argument(
@@ -56,6 +90,66 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help='one {"uid": …, "token": …} JSON object per line; these devices are simulated',
     )
+    parser.add_argument(
+        "--provision-key",
+        metavar="KEY",
+        help=(
+            "a provisioning key (hub provisioning-key create, the Keys page): each device "
+            "without credentials (all but those of --credentials) first claims its own token "
+            "over MQTT at --broker (username KEY, client id its uid, key and secret in the "
+            "request too, so it works behind the embedded broker and a managed Mosquitto), "
+            "then connects as itself. Needs --provision-secret. A uid taken already (an "
+            "earlier run) is refused: choose another --uid-prefix"
+        ),
+    )
+    parser.add_argument(
+        "--provision-secret",
+        default=os.environ.get(PROVISION_SECRET_ENV),
+        metavar="SECRET",
+        help=f"the key's secret (default: ${PROVISION_SECRET_ENV})",
+    )
+    parser.add_argument(
+        "--format",
+        choices=PAYLOAD_FORMATS,
+        default="json",
+        help=(
+            "json: native JSON on devices/{uid}/telemetry (no units); senml: SenML packs "
+            "with units (Cel, %%RH, V) on devices/{uid}/senml"
+        ),
+    )
+    parser.add_argument(
+        "--backfill",
+        type=duration_argument,
+        default=0.0,
+        metavar="DURATION",
+        help=(
+            "first send DURATION (like 7d, 24h, 90m) of history per device, as the sensors "
+            "would have read it, beside the live readings: at most 2000 samples per device, "
+            "newest first"
+        ),
+    )
+    parser.add_argument(
+        "--backfill-rate",
+        type=float,
+        default=DEFAULT_BACKFILL_RATE,
+        metavar="R",
+        help=f"history readings per second, all devices (default {DEFAULT_BACKFILL_RATE:g})",
+    )
+    parser.add_argument(
+        "--fault",
+        type=fault_argument,
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help=(
+            f"make devices misbehave on a cycle, repeatable: {SYNTAX}. COUNT devices (the "
+            "first ones not taken by an earlier --fault) misbehave for FOR seconds in every "
+            f"EVERY seconds (EVERY 60, FOR a third of it), the first time {LEAD_S:g} s after the "
+            f"start. drift-high/drift-low: the temperature drifts {DRIFT_C:g} °C up/down and "
+            "back; silent: no telemetry, still online. "
+            "E.g. --fault drift-high:1 --fault silent:1:90:30"
+        ),
+    )
     return parser
 
 
@@ -66,6 +160,13 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
     if args.duration is not None and not args.duration > 0:
         raise ConfigError("--duration must be a positive number of seconds")
     host, port = parse_broker_url(args.broker)
+    provision = None
+    if args.provision_key is not None:
+        if not args.provision_secret:
+            raise ConfigError(
+                f"--provision-key needs --provision-secret (or ${PROVISION_SECRET_ENV})"
+            )
+        provision = ProvisionKey(args.provision_key, args.provision_secret)
     if args.credentials is not None:
         listed = read_credentials(args.credentials)
         identities = listed[: args.devices]
@@ -73,7 +174,18 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
             logger.warning("%s lists %d devices; simulating those", args.credentials, len(listed))
     else:
         identities = numbered_identities(args.devices, args.uid_prefix)
-    return FleetConfig(identities=identities, rate=args.rate, host=host, port=port, qos=args.qos)
+    return FleetConfig(
+        identities=identities,
+        rate=args.rate,
+        host=host,
+        port=port,
+        qos=args.qos,
+        faults=tuple(args.fault),
+        payload_format=args.format,
+        backfill=args.backfill,
+        backfill_rate=args.backfill_rate,
+        provision=provision,
+    )
 
 
 async def simulate(
@@ -134,13 +246,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     raise_file_limit(len(config.identities))
     logger.info(
-        "simulating %d devices at %g msg/s each on %s:%d (qos %d)",
+        "simulating %d devices at %g msg/s each on %s:%d (qos %d, %s)",
         len(config.identities),
         config.rate,
         config.host,
         config.port,
         config.qos,
+        config.payload_format,
     )
+    if config.provision is not None:
+        logger.info(
+            "devices without credentials claim theirs with provisioning key %s over MQTT",
+            config.provision.key,
+        )
+    if config.backfill:
+        logger.info(
+            "each device first sends %g h of history, %g readings/s for the fleet",
+            config.backfill / 3600,
+            config.backfill_rate,
+        )
     # Ctrl-C before or after the event loop's own handler is installed: still a clean stop.
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(simulate(config, duration=args.duration, stats=stats, reporter=reporter))

@@ -1,4 +1,4 @@
-"""Run one simulated device: presence, telemetry kept through outages, commands, reconnects."""
+"""Run one simulated device: presence, telemetry kept through outages, commands, attributes."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ import socket
 import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
+from firmware_sim.attributes import INTERVAL, SETPOINT, desired_read, reported_payload
 from firmware_sim.commands import Reboot, SetInterval, SetSetpoint, answer
 from firmware_sim.config import DeviceIdentity, FleetConfig
+from firmware_sim.faults import DeviceFault
 from firmware_sim.outbox import Outbox
+from firmware_sim.provision import Claim, ClaimRefused
 from firmware_sim.sampler import Sampler
 from firmware_sim.stats import FleetStats
 from firmware_sim.timing import Alarm
@@ -64,23 +67,44 @@ class SimulatedDevice:
     # tasks costs no measurable CPU per message.
 
     def __init__(
-        self, identity: DeviceIdentity, config: FleetConfig, stats: FleetStats, *, phase: float
+        self,
+        identity: DeviceIdentity,
+        config: FleetConfig,
+        stats: FleetStats,
+        *,
+        phase: float,
+        fault: DeviceFault | None = None,
     ) -> None:
         self.uid = identity.uid
         self.status_topic = f"devices/{self.uid}/status"
-        self.telemetry_topic = f"devices/{self.uid}/telemetry"
+        senml = config.payload_format == "senml"
+        self.telemetry_topic = f"devices/{self.uid}/{'senml' if senml else 'telemetry'}"
         self.commands_prefix = f"devices/{self.uid}/commands/"
+        self.desired_topic = f"devices/{self.uid}/attributes/desired"
+        self.reported_topic = f"devices/{self.uid}/attributes/reported"
         self._identity = identity
         self._config = config
         self._stats = stats
         self._loop = asyncio.get_running_loop()
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         self._outbox = Outbox(BUFFER_READINGS, stats)
-        self._sampler = Sampler(self.uid, self._outbox, period=1.0 / config.rate, phase=phase)
+        self._sampler = Sampler(
+            self.uid,
+            self._outbox,
+            period=1.0 / config.rate,
+            phase=phase,
+            fault=fault,
+            senml=senml,
+            backfill_s=config.backfill,
+            backfill_rate=config.backfill_rate / len(config.identities),
+        )
         self._pause = Alarm(self._loop)  # between connections
         self._stopping = False
         self._rebooting = False
         self._answered: dict[str, None] = {}  # insertion-ordered, so the oldest go first
+        # Desired attributes in effect, as received: a retained copy delivered again on a
+        # reconnect changes nothing (in particular, it does not restart the schedule).
+        self._applied: dict[str, object] = {}
         self._condition: str | None = None
         self._told_subscription_refused = False
 
@@ -93,9 +117,36 @@ class SimulatedDevice:
 
     async def run(self) -> None:
         """Sample, connect, publish until asked to stop, and reconnect when needed."""
+        if self._identity.token is None and self._config.provision is not None:
+            identity = await self._provision()
+            if identity is None:
+                return
+            self._identity = identity
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._sampler.run(), name=f"{self.uid} sampler")
             await self._stay_connected()
+
+    async def _provision(self) -> DeviceIdentity | None:
+        """Claim this device's token with the fleet's provisioning key; None if refused."""
+        key = self._config.provision
+        assert key is not None
+        claim = Claim(self._identity, key, self._config.host, self._config.port, name=self.uid)
+
+        async def pause(attempt: int) -> bool:
+            if attempt:
+                delay = backoff_delay(attempt - 1, self._rng)
+                await self._pause.sleep_until(self._loop.time() + delay)
+            return not self._stopping
+
+        try:
+            identity = await claim.run(pause)
+        except ClaimRefused as refusal:
+            self._stats.errors += 1
+            logger.error("%s: the hub refused its claim: %s", self.uid, refusal.code)
+            return None
+        if identity is not None:
+            self._stats.provisioned += 1
+        return identity
 
     async def _stay_connected(self) -> None:
         """Connect and serve until stopped; reconnect with backoff, or after a reboot."""
@@ -204,17 +255,21 @@ class SimulatedDevice:
             )
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
-        """Subscribe to this device's commands: before "online", on which the hub sends them."""
-        topic = self.commands_prefix + "+"
+        """Subscribe to commands and desired attributes: before "online", on which they come."""
+        topics = [self.commands_prefix + "+", self.desired_topic]
         try:
             async with asyncio.timeout(ACK_TIMEOUT_S):
-                codes = await client.subscribe(topic, qos=1, timeout=math.inf)
+                codes = await client.subscribe([(topic, 1) for topic in topics], timeout=math.inf)
         except TimeoutError:
             raise aiomqtt.MqttError(f"no SUBACK within {ACK_TIMEOUT_S:g} s") from None
-        if any(_refused(code) for code in codes) and not self._told_subscription_refused:
+        granted: list[int | ReasonCode] = list(codes)
+        refused = [topic for topic, code in zip(topics, granted, strict=False) if _refused(code)]
+        if refused and not self._told_subscription_refused:
             # Telemetry still flows; a broker's ACL may allow publishing only.
             self._told_subscription_refused = True
-            logger.warning("%s: broker refused the subscription to %s", self.uid, topic)
+            logger.warning(
+                "%s: broker refused the subscription to %s", self.uid, ", ".join(refused)
+            )
 
     async def _publish_status(self, client: aiomqtt.Client, status: bytes) -> None:
         await self._publish(client, self.status_topic, status, qos=1, retain=True)
@@ -232,8 +287,11 @@ class SimulatedDevice:
             raise aiomqtt.MqttError(f"no acknowledgement within {ACK_TIMEOUT_S:g} s") from None
 
     async def _receive(self, client: aiomqtt.Client) -> None:
-        """Answer the commands the broker delivers; raise MqttError when the link drops."""
+        """Answer commands, apply desired attributes; raise MqttError when the link drops."""
         async for message in client.messages:
+            if message.topic.value == self.desired_topic:
+                await self._apply_desired(client, message)
+                continue
             await self._answer(client, message)
             if self._rebooting:
                 return  # going down: later commands are not taken (their senders time out)
@@ -257,8 +315,10 @@ class SimulatedDevice:
         match command:
             case SetInterval(seconds):
                 self._sampler.set_interval(seconds)
+                self._applied.pop(INTERVAL, None)  # the desired value applies again when sent
             case SetSetpoint(value):
                 self._sampler.set_setpoint(value)
+                self._applied.pop(SETPOINT, None)
         await self._publish(client, f"{topic}/reply", reply, qos=1, retain=False)
         self._stats.commands += 1
         logger.debug("%s: command %s answered %s", self.uid, command_id, reply.decode())
@@ -266,6 +326,29 @@ class SimulatedDevice:
             self._note("rebooting", logging.INFO, "%s: rebooting for %g s", self.uid, REBOOT_S)
             self._rebooting = True
             self._outbox.interrupt()
+
+    async def _apply_desired(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        """Apply the desired attributes this device understands and report them applied."""
+        payload = message.payload if isinstance(message.payload, bytes | bytearray) else b""
+        update = desired_read(bytes(payload))
+        for key, why in update.refused.items():
+            logger.warning("%s: desired %s not applied: %s", self.uid, key or "message", why)
+        if update.version is None:
+            return
+        for key, value in update.applied.items():
+            if self._applied.get(key) == value:
+                continue
+            if key == INTERVAL:
+                self._sampler.set_interval(float(value))
+            elif key == SETPOINT:
+                self._sampler.set_setpoint(float(value))
+            self._applied[key] = value
+        # Reported at every delivery, changed or not: the hub may have missed an earlier one.
+        await self._publish(
+            client, self.reported_topic, reported_payload(update.applied), qos=1, retain=False
+        )
+        self._stats.attributes += 1
+        logger.debug("%s: desired version %d applied", self.uid, update.version)
 
     async def _send(self, client: aiomqtt.Client) -> None:
         """Publish the outbox oldest first, then each new reading, until stopped or rebooting."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from firmware_sim.config import FleetConfig
 from firmware_sim.device import SimulatedDevice
+from firmware_sim.faults import LEAD_S, DeviceFault
 from firmware_sim.stats import FleetStats
 
 logger = logging.getLogger(__name__)
@@ -23,8 +25,26 @@ async def run_fleet(
     stats = stats if stats is not None else FleetStats()
     count = len(config.identities)
     stats.devices = count
+    # Every faulty device runs on the same cycle, from now.
+    start = time.time()
+    faulty = config.faulty()
+    for uid, spec in faulty.items():
+        logger.info(
+            "%s: fault %s for %g s in every %g s, first after %g s",
+            uid,
+            spec.kind,
+            spec.duration,
+            spec.every,
+            LEAD_S,
+        )
     devices = [
-        SimulatedDevice(identity, config, stats, phase=index / count)
+        SimulatedDevice(
+            identity,
+            config,
+            stats,
+            phase=index / count,
+            fault=DeviceFault(faulty[identity.uid], start) if identity.uid in faulty else None,
+        )
         for index, identity in enumerate(config.identities)
     ]
     tasks = [

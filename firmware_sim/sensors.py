@@ -24,6 +24,9 @@ BATTERY_NOISE_V = 0.002
 
 _SQRT_12 = math.sqrt(12.0)
 
+# Each metric's unit, as SenML (RFC 8428 §12.1) names it.
+SENSOR_UNITS: dict[str, str] = {"temperature": "Cel", "humidity": "%RH", "battery": "V"}
+
 
 class SensorModel:
     """Temperature, humidity and battery of one device, advanced by wall-clock time."""

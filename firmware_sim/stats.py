@@ -15,5 +15,7 @@ class FleetStats:
     errors: int = 0  # failed connection attempts, lost connections, failed publishes
     connects: int = 0  # successful connections, reconnections included
     commands: int = 0  # commands answered, carried out or refused
+    attributes: int = 0  # desired attributes messages applied and reported
     buffered: int = 0  # readings taken and not yet published, right now
     dropped: int = 0  # readings dropped unpublished because a device's buffer was full
+    provisioned: int = 0  # devices that claimed their credentials with a provisioning key

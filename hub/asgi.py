@@ -1,9 +1,14 @@
-"""The ASGI application: HTTP, the /ws/telemetry/ socket, and the ingest channel route."""
+"""The ASGI application: HTTP and the /ws/telemetry/ socket.
+
+The ingest worker is not a Channels consumer: `hub ingest` and `hub serve` run
+telemetry.ingest.ingest_run, which takes one batch at a time off its channel.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -17,22 +22,22 @@ except ImproperlyConfigured as error:
     sys.stderr.write(f"hub: configuration error: {error}\n")
     raise SystemExit(2) from None
 
-from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter
+from channels.routing import ProtocolTypeRouter, URLRouter
 from django.urls import path
 
 from hub.heap import heap_settle
 from hub.websocket import auth_stack, origin_validator
-from telemetry.groups import INGEST_CHANNEL
-from telemetry.ingest import IngestConsumer
 from telemetry.live import LiveConsumer
 
-websocket_urlpatterns = [path("ws/telemetry/", LiveConsumer.as_asgi())]
+# django-stubs type path() for Django views only, and types-channels type URLRouter's routes
+# as a pattern class of their own: the ASGI consumer and the route list pass as Any.
+live_consumer: Any = LiveConsumer.as_asgi()
+websocket_urlpatterns: list[Any] = [path("ws/telemetry/", live_consumer)]
 
 application = ProtocolTypeRouter(
     {
         "http": django_application,
         "websocket": origin_validator(auth_stack(URLRouter(websocket_urlpatterns))),
-        "channel": ChannelNameRouter({INGEST_CHANNEL: IngestConsumer.as_asgi()}),
     }
 )
 

@@ -1,4 +1,4 @@
-"""Log formatting: one JSON object per line when HUB_LOG_FORMAT=json."""
+"""Log formatting (one JSON object per line when HUB_LOG_FORMAT=json) and filters."""
 
 from __future__ import annotations
 
@@ -43,3 +43,16 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+class PoolConnectErrors(logging.Filter):
+    """Drop psycopg's pool's connection-trouble lines: the hub's workers say it, one per attempt.
+
+    The pool retries each missing connection on its own schedule, so an outage gave
+    several lines a second, each two lines long; `hub ingest` reports the database's
+    reachability itself (hub.dependencies), with the setting to check.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record but the pool's failed attempts and the connections it discards."""
+        return not str(record.msg).startswith(("error connecting in", "discarding closed"))

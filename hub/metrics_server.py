@@ -19,10 +19,12 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import CommandParser
 from prometheus_client import REGISTRY, make_wsgi_app
 
+import hub.metrics  # noqa: F401 - every series of the hub, at 0 where this process does not count it
 from hub.health import CHECK_TIMEOUT_S, Check, checks_run
+from hub.startup import StartupError, listen_problem
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +119,8 @@ def metrics_serving(options: Mapping[str, Any], checks: Mapping[str, Check]) -> 
             handler_class=_QuietHandler,
         )
     except OSError as error:
-        raise CommandError(f"--metrics-port: cannot listen on {host}:{port}: {error}") from None
+        problem = listen_problem("metrics port", host, port, error, "--metrics-port")
+        raise StartupError(problem) from None
     thread = threading.Thread(target=server.serve_forever, args=(0.2,), name="metrics-http")
     thread.daemon = True
     thread.start()

@@ -10,9 +10,10 @@ from collections.abc import Awaitable, Callable
 from django.conf import settings
 
 from bridges.mqtt.config import BridgeConfig, BrokerAddress
-from devices.dispatch import COMMANDS_CHANNEL
-from hub.conf import hub_settings
+from core.conf import hub_settings
+from devices.events import COMMANDS_CHANNEL
 from hub.heap import heap_settle
+from hub.startup import StartupError
 from telemetry.codec import Limits
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,9 @@ def bridge_config(
     """Return the bridge configuration: MQTT_URL's broker unless one is given."""
     if broker is None:
         if settings.MQTT_URL is None:
-            raise RuntimeError("MQTT_URL is not set; `hub serve` runs the embedded broker")
+            raise StartupError(
+                "MQTT_URL is not set; give the broker's mqtt:// URL (`hub serve` runs its own)"
+            )
         broker = BrokerAddress.from_url(settings.MQTT_URL)
     return BridgeConfig(
         broker=broker,
@@ -49,8 +52,18 @@ def bridge_config(
         batches_in_flight=hub_settings.BATCHES_IN_FLIGHT,
         ingest_timeout_s=hub_settings.INGEST_TIMEOUT_SECONDS,
         limits=codec_limits(),
+        rejection_log_interval_s=hub_settings.REJECTION_LOG_INTERVAL_SECONDS,
         commands_channel=COMMANDS_CHANNEL,
     )
+
+
+def redis_required(worker: str) -> None:
+    """Stop a production worker started without REDIS_URL: it would talk to nobody."""
+    if settings.REDIS_URL is None:
+        raise StartupError(
+            f"REDIS_URL is not set; `hub {worker}` meets the other processes through Redis "
+            "(`hub serve` runs everything in one process without it)"
+        )
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

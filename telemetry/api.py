@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponseBase, StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -24,13 +22,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.requests import AuthenticatedRequest
+from core.streaming import json_object_chunks, streaming_response
+from devices.access import visible_uids
 from devices.serializers import error_responses
 from devices.views import UID_PARAMETER, FormatParamNegotiation, own_device
 from telemetry.selectors import (
     ReadingText,
     datetime_to_us,
     latest_for_device,
-    latest_for_owner,
+    latest_for_owner_iter,
     readings_page,
     readings_stream,
     series_for_device,
@@ -55,7 +56,8 @@ from telemetry.serializers import (
     reading_json,
     series_json,
 )
-from telemetry.series import DEFAULT_POINTS, MAX_BUCKETS, MAX_POINTS
+from telemetry.series import DEFAULT_POINTS
+from telemetry.slots import in_history_slots, series_slot
 from telemetry.values import WireValue, datetime_to_ms
 
 CSV_ROWS_PER_CHUNK = 2000
@@ -72,11 +74,12 @@ class CSVRenderer(BaseRenderer):
         self,
         data: Any,
         accepted_media_type: str | None = None,
-        renderer_context: dict[str, Any] | None = None,
+        renderer_context: Mapping[str, Any] | None = None,
     ) -> bytes:
         # Readings are streamed by the view, and errors are switched to JSON in
         # finalize_response, so this only runs if something else slips through.
-        return JSONRenderer().render(data)
+        body: bytes = JSONRenderer().render(data)
+        return body
 
 
 class HistoryView(APIView):
@@ -84,7 +87,9 @@ class HistoryView(APIView):
 
     content_negotiation_class = FormatParamNegotiation
 
-    def finalize_response(
+    # DRF finalizes any HttpResponseBase (the streamed CSV and JSON bodies);
+    # djangorestframework-stubs type it for Response only.
+    def finalize_response(  # type: ignore[override]
         self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
     ) -> HttpResponseBase:
         if isinstance(response, Response) and isinstance(
@@ -92,7 +97,7 @@ class HistoryView(APIView):
         ):
             request.accepted_renderer = JSONRenderer()
             request.accepted_media_type = JSONRenderer.media_type
-        return super().finalize_response(request, response, *args, **kwargs)
+        return super().finalize_response(request, response, *args, **kwargs)  # type: ignore[arg-type]
 
 
 def now_ms() -> int:
@@ -161,13 +166,17 @@ class DeviceLatestView(HistoryView):
 
 
 class LatestView(HistoryView):
-    """GET the newest values of several own devices (default all) in one call."""
+    """GET the newest values of several own devices (default all) in one call, streamed."""
+
+    # Streamed JSON: the browsable API would hold the whole fleet in memory.
+    renderer_classes = [JSONRenderer]
 
     @extend_schema(
         operation_id="fleet_latest",
         summary="Latest values of several devices",
         description="`{uid: {metric: {ts, value, unit}}}` for the user's devices in one "
-        "query; unknown uids and other users' devices are left out.",
+        "query; unknown uids and other users' devices are left out. Streamed device by "
+        "device, so a fleet of any size costs the hub constant memory.",
         parameters=[
             OpenApiParameter(
                 "devices",
@@ -188,11 +197,16 @@ class LatestView(HistoryView):
         },
         tags=["history"],
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> HttpResponseBase:
         query = LatestQuerySerializer(data=query_data(request.query_params))
         query.is_valid(raise_exception=True)
-        latest = latest_for_owner(owner=request.user, uids=query.validated_data.get("devices"))
-        return Response({uid: latest_json(values) for uid, values in latest.items()})
+        # An API key limited to devices narrows the wanted uids to its own (devices.access).
+        uids = visible_uids(request, query.validated_data.get("devices"))
+        latest = latest_for_owner_iter(owner=request.user, uids=uids)
+        members = ((uid, latest_json(values)) for uid, values in latest)
+        return streaming_response(
+            request, json_object_chunks(members), content_type="application/json"
+        )
 
 
 class ReadingsView(HistoryView):
@@ -328,7 +342,8 @@ class SeriesView(HistoryView):
                 "interval",
                 str,
                 description="Bucket width: 10s to 1d dividing a day (10s, 1m, 15m, 1h, 6h, "
-                f"1d, …), or 1w or 1mo; at most {MAX_BUCKETS} buckets.",
+                "1d, …), or 1w or 1mo. A request returns at most HUB_MAX_SERIES_BUCKETS "
+                "buckets (default 10 000), all its metrics together; past that it is a 400.",
                 examples=[
                     OpenApiExample("quarter hours", value="15m"),
                     OpenApiExample("calendar months", value="1mo"),
@@ -339,8 +354,22 @@ class SeriesView(HistoryView):
                 int,
                 description="Instead of `interval`: the smallest of 10s, 15s, 30s, 1m, 2m, "
                 "5m, 10m, 15m, 30m, 1h, 2h, 3h, 6h, 12h, 1d, 1w, 1mo giving at most this "
-                f"many buckets (1 to {MAX_POINTS}; default {DEFAULT_POINTS}).",
+                f"many buckets (default {DEFAULT_POINTS}), up to HUB_MAX_SERIES_BUCKETS; with "
+                "several metrics each gets at most that limit divided by their number.",
                 examples=[OpenApiExample("a chart", value=500)],
+            ),
+            OpenApiParameter(
+                "min_interval",
+                str,
+                description="Instead of `interval` or `points`: the smallest bucket width "
+                "wanted, as Grafana's `$__interval` spells it (200ms, 20s, 5m, 1h, 7d) or "
+                "bare milliseconds (`$__interval_ms`). The hub answers with the smallest of "
+                "the `points` ladder at least that wide that keeps within "
+                "HUB_MAX_SERIES_BUCKETS (1mo at most); `interval` in the answer says which.",
+                examples=[
+                    OpenApiExample("Grafana's $__interval", value="20s"),
+                    OpenApiExample("Grafana's $__interval_ms", value="20000"),
+                ],
             ),
             OpenApiParameter(
                 "tz",
@@ -400,7 +429,7 @@ class SeriesView(HistoryView):
                     ),
                 ],
             ),
-            **error_responses(400, 401, 404, 429),
+            **error_responses(400, 401, 404, 429, 503),
         },
         tags=["history"],
     )
@@ -412,20 +441,25 @@ class SeriesView(HistoryView):
         query.is_valid(raise_exception=True)
         params = query.validated_data
         metrics, bounds = params["metric"], params["bounds"]
-        series = series_for_device(device=device, metrics=metrics, bounds=bounds)
-        units = units_for_device(device=device, metrics=metrics)
         fill = bounds if params.get("fill") == "null" else None
-        bodies = [
-            series_json(
-                metric=metric,
-                interval=params["interval"],
-                unit=units.get(metric),
-                buckets=series[metric],
-                bounds=fill,
-            )
-            for metric in metrics
-        ]
+        with series_slot():
+            series = series_for_device(device=device, metrics=metrics, bounds=bounds)
+            units = units_for_device(device=device, metrics=metrics)
+            bodies = [
+                series_json(
+                    metric=metric,
+                    interval=params["interval"],
+                    unit=units.get(metric),
+                    buckets=series[metric],
+                    bounds=fill,
+                )
+                for metric in metrics
+            ]
         return Response({"series": bodies} if params["multiple"] else bodies[0])
+
+
+# A text cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_value(value: WireValue) -> str | int | float:
@@ -435,14 +469,31 @@ def csv_value(value: WireValue) -> str | int | float:
     return value
 
 
+def formula_neutralised(value: WireValue) -> str | None:
+    """Return a text value that a spreadsheet would run, made inert with a leading quote; else None.
+
+    Numbers (negative ones too) are never touched: only text can be a formula.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return None
+
+
 def csv_chunks(rows: Iterator[ReadingText]) -> Generator[str, None, None]:
     """Yield the CSV text of the rows, header first, a few thousand rows at a time."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
+    # Neutralised text is also quoted, as OWASP advises: the row goes through a writer
+    # that quotes every field (the ts and metric never need it, and read back the same).
+    quoting_writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
     writer.writerow(("ts", "metric", "value"))
     pending = 0
     for ts, metric, value in rows:
-        writer.writerow((ts, metric, csv_value(value)))
+        inert = formula_neutralised(value)
+        if inert is None:
+            writer.writerow((ts, metric, csv_value(value)))
+        else:
+            quoting_writer.writerow((ts, metric, inert))
         pending += 1
         if pending == CSV_ROWS_PER_CHUNK:
             yield buffer.getvalue()
@@ -453,29 +504,12 @@ def csv_chunks(rows: Iterator[ReadingText]) -> Generator[str, None, None]:
         yield buffer.getvalue()
 
 
-def _next_chunk(chunks: Iterator[str]) -> str | None:
-    return next(chunks, None)
-
-
-async def _chunks_async(chunks: Generator[str, None, None]) -> AsyncIterator[str]:
-    # Under ASGI a sync iterator would be read whole into memory before sending;
-    # pull one chunk at a time on the request's database thread instead.
-    pull = sync_to_async(_next_chunk, thread_sensitive=True)
-    try:
-        while (chunk := await pull(chunks)) is not None:
-            yield chunk
-    finally:
-        await sync_to_async(chunks.close, thread_sensitive=True)()
-
-
 def csv_response(
     request: Request, *, filename: str, rows: Iterator[ReadingText]
 ) -> StreamingHttpResponse:
     """Stream rows as CSV in constant memory, under WSGI and ASGI alike."""
-    chunks = csv_chunks(rows)
-    content: Iterator[str] | AsyncIterator[str] = (
-        _chunks_async(chunks) if isinstance(request._request, ASGIRequest) else chunks
-    )
-    response = StreamingHttpResponse(content, content_type="text/csv; charset=utf-8")
+    # Each chunk is computed in a history slot, none is held while the client reads.
+    chunks = in_history_slots(csv_chunks(rows))
+    response = streaming_response(request, chunks, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

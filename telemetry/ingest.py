@@ -1,4 +1,4 @@
-"""The ingest consumer on channel telemetry.ingest: store a batch, fan it out, confirm."""
+"""The ingest worker on channel telemetry.ingest: store a batch, fan it out, confirm."""
 
 from __future__ import annotations
 
@@ -6,35 +6,43 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-import orjson
-from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer, get_channel_layer
-from django.db import DatabaseError, InterfaceError
+from django.db import DatabaseError, InterfaceError, connection
 
-from devices.dispatch import commands_broadcast, commands_publish, owner_group
-from hub import metrics
-from hub.conf import hub_settings
-from telemetry.groups import INGEST_CHANNEL
-from telemetry.services import (
-    BatchApplied,
-    Swept,
-    ingest_apply,
-    presence_and_commands_sweep,
-    readings_prune,
+from alarms.worker import alarms_after_commit, alarms_sweep, deliveries_run
+from core.conf import hub_settings
+from devices.dispatch import (
+    attributes_broadcast,
+    attributes_publish,
+    commands_broadcast,
+    commands_publish,
+    status_broadcast,
 )
-from telemetry.values import WireValue, format_ts, ms_to_datetime
+from devices.events import DeviceEvent, PresenceChange, events_decode
+from devices.worker import devices_sweep
+from telemetry import metrics
+from telemetry.columns import ReadingColumns
+from telemetry.fanout import readings_broadcast
+from telemetry.groups import INGEST_BATCH, INGEST_CHANNEL, INGEST_STORED
+from telemetry.services import BatchApplied, ingest_apply, readings_prune
+from telemetry.values import ms_to_datetime
 
 logger = logging.getLogger(__name__)
 
 # How long a drain on shutdown may take before the batch in hand is abandoned
 # (the bridge resends it; dedup makes that safe).
 DRAIN_DEADLINE_S = 8.0
-# Wait between attempts to receive from a channel layer that is unreachable.
+# Wait between attempts to receive from a channel layer that is unreachable: doubling from
+# the first to the second; short, since the bridges' batches wait in Redis meanwhile.
 LAYER_RETRY_S = 1.0
+LAYER_RETRY_MAX_S = 10.0
 # How often to expire commands and look for devices that fell silent.
 SWEEP_INTERVAL_S = 2.0
 # Retention: the first prune a minute after start, then hourly.
@@ -42,146 +50,154 @@ PRUNE_FIRST_S = 60.0
 PRUNE_INTERVAL_S = 3600.0
 
 
-class IngestConsumer(AsyncConsumer):  # type: ignore[misc]
-    """Store each batch in one transaction, then broadcast it, then tell the bridge."""
+# Given `stop`, returns once the database answers (logging why not meanwhile), False if
+# stopped first; `hub ingest` passes one (hub.dependencies.ServiceGate).
+ServicesWait = Callable[[asyncio.Event], Awaitable[bool]]
 
-    async def ingest_batch(self, message: dict[str, Any]) -> None:
-        """Handle one `ingest.batch` message from a bridge."""
-        await ingest_batch_handle(self.channel_layer, message)
+
+@dataclass(frozen=True, slots=True)
+class IngestBatch:
+    """One `ingest.batch` message of a bridge, as bridges/mqtt/bridge.py builds it."""
+
+    batch_id: Any
+    reply: str | None
+    readings: ReadingColumns
+    events: list[DeviceEvent]
+    received_ms: int
+    units: dict[str, dict[str, str]] | None
+
+    @classmethod
+    def parse(cls, message: dict[str, Any]) -> IngestBatch | None:
+        """Read a batch message; None when it is malformed.
+
+        Readings come as `columns` (telemetry/columns.py: bridges) or as `readings`,
+        a list of [uid, metric, ts, value] (HTTP ingest).
+        """
+        try:
+            if "columns" in message:
+                readings = ReadingColumns.decode(message["columns"])
+            else:
+                readings = ReadingColumns.from_rows(message["readings"])
+            return cls(
+                batch_id=message.get("batch"),
+                reply=message.get("reply") or None,
+                readings=readings,
+                events=events_decode(message.get("events") or ()),
+                received_ms=int(message["received"]),
+                units=message.get("units"),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
 
 
 async def ingest_batch_handle(layer: BaseChannelLayer, message: dict[str, Any]) -> bool:
     """Store, broadcast and confirm one batch; return whether it was stored."""
-    batch_id = message.get("batch")
-    try:
-        readings = message["readings"]
-        events = list(message.get("events") or ())
-        received_ms = int(message["received"])
-    except (KeyError, TypeError, ValueError):
-        logger.error("ingest: dropping malformed batch %r", batch_id)
+    batch = IngestBatch.parse(message)
+    if batch is None:
+        logger.error("ingest: dropping malformed batch %r", message.get("batch"))
         metrics.INGEST_MALFORMED.inc()
         return False
-    started = time.perf_counter()
-    try:
-        applied: BatchApplied = await database_sync_to_async(ingest_apply)(
-            readings=readings,
-            events=events,
-            received_at=ms_to_datetime(received_ms),
-            units=message.get("units"),
-        )
-    except (DatabaseError, InterfaceError) as error:
-        # Not confirmed: the bridge sends the batch again after its timeout.
-        logger.warning("ingest: batch %s not stored: %s", batch_id, error)
-        metrics.INGEST_FAILED.inc()
+    applied = await batch_apply(batch)
+    if applied is None:
         return False
-    stored = applied.stored
-    metrics.batch_stored(applied, len(readings), received_ms=received_ms, started=started)
-    for uid, count in stored.unknown.items():
-        logger.info("ingest: ignored %d readings of unknown or disabled device %s", count, uid)
-    # Broadcast only what was committed; the live view is lossy, so a failed
-    # fan-out is logged and the batch still counts as stored.
-    presence = [(owner_id, uid, True) for _, owner_id, uid in stored.came_online]
-    presence += [
-        (device.owner_id, device.uid, online) for device, online in applied.events.presence
-    ]
-    await status_broadcast(layer, presence, at_ms=received_ms)
-    for owner_id, devices in stored.new_by_owner.items():
-        try:
-            await layer.group_send(
-                owner_group(owner_id),
-                {"type": "telemetry.readings", "owner": owner_id, "readings": rendered(devices)},
-            )
-        except Exception as error:  # noqa: BLE001 - the live view is lossy by design
-            metrics.channel_layer_error("ingest")
-            logger.warning("ingest: fan-out to owner %s failed: %s", owner_id, error)
-    await commands_broadcast(layer, applied.events.commands)
-    await commands_publish(layer, applied.to_publish)
-    reply = message.get("reply")
-    if reply:
-        try:
-            await layer.send(
-                reply,
-                {
-                    "type": "ingest.stored",
-                    "batch": batch_id,
-                    "inserted": stored.inserted,
-                    "duplicates": stored.duplicates,
-                    "unknown": stored.unknown,
-                    # Device messages the hub refused: the bridge reports them to the devices.
-                    "rejected": applied.events.rejected,
-                },
-            )
-        except ChannelFull:
-            logger.warning("ingest: reply channel of batch %s is full", batch_id)
-        except Exception as error:  # noqa: BLE001 - the layer's backend is down
-            metrics.channel_layer_error("ingest")
-            # Stored but unconfirmed: the bridge resends, and dedup answers "0 new".
-            logger.warning("ingest: could not confirm batch %s: %s", batch_id, error)
+    await batch_broadcast(layer, applied, at_ms=batch.received_ms)
+    await batch_reply(layer, batch, applied)
     return True
 
 
-async def sweep_once(layer: BaseChannelLayer) -> None:
-    """Expire overdue commands and mark silent devices offline, and say so to the sockets."""
-    now_ms = time.time_ns() // 1_000_000
-    swept: Swept = await database_sync_to_async(presence_and_commands_sweep)(
-        now=ms_to_datetime(now_ms), offline_after_s=hub_settings.OFFLINE_AFTER
+async def batch_apply(batch: IngestBatch) -> BatchApplied | None:
+    """Store the batch and apply its device events in one thread hop; None if not stored."""
+    started = time.perf_counter()
+    try:
+        applied: BatchApplied = await database_sync_to_async(ingest_apply)(
+            readings=batch.readings,
+            events=batch.events,
+            received_at=ms_to_datetime(batch.received_ms),
+            units=batch.units,
+        )
+    except (DatabaseError, InterfaceError) as error:
+        # Not confirmed: the bridge sends the batch again after its timeout.
+        logger.warning("ingest: batch %s not stored: %s", batch.batch_id, error)
+        metrics.INGEST_FAILED.inc()
+        return None
+    metrics.batch_stored(
+        applied, len(batch.readings), received_ms=batch.received_ms, started=started
     )
-    metrics.commands_updated(swept.expired)
-    await commands_broadcast(layer, swept.expired)
-    await status_broadcast(
-        layer, [(device.owner_id, device.uid, False) for device in swept.silent], at_ms=now_ms
-    )
+    for uid, count in applied.stored.unknown.items():
+        logger.info("ingest: ignored %d readings of unknown or disabled device %s", count, uid)
+    return applied
 
 
-async def status_broadcast(
-    layer: BaseChannelLayer, changes: list[tuple[int, str, bool]], *, at_ms: int
-) -> None:
-    """Tell the owners' sockets which (owner id, uid, online) devices went online or offline."""
-    by_owner: dict[int, dict[str, str]] = {}
-    for owner_id, uid, online in changes:
-        frame = {"type": "status", "device": uid, "online": online, "at": format_ts(at_ms)}
-        by_owner.setdefault(owner_id, {})[uid] = orjson.dumps(frame).decode()
-    for owner_id, frames in by_owner.items():
-        try:
-            await layer.group_send(
-                owner_group(owner_id),
-                {"type": "device.status", "owner": owner_id, "status": frames},
-            )
-        except Exception as error:  # noqa: BLE001 - the live view is lossy by design
-            metrics.channel_layer_error("ingest")
-            logger.warning("ingest: status fan-out to owner %s failed: %s", owner_id, error)
+async def batch_broadcast(layer: BaseChannelLayer, applied: BatchApplied, *, at_ms: int) -> None:
+    """Announce what a committed batch changed; hand out the commands and desired attributes
+    of devices that came online.
 
-
-def rendered(devices: dict[str, list[tuple[int, str, WireValue]]]) -> dict[str, list[Any]]:
-    """Render each device's readings to JSON once: [text between the list's brackets, count].
-
-    Every socket that shows them sends this text; merging batches joins it.
+    Only what was committed goes out; the live view is lossy, so a failed fan-out
+    is logged and counted, and the batch still counts as stored.
     """
-    return {
-        uid: [
-            orjson.dumps(
-                [
-                    {"ts": format_ts(ts), "metric": metric, "value": value}
-                    for ts, metric, value in readings
-                ]
-            )[1:-1].decode(),
-            len(readings),
-        ]
-        for uid, readings in devices.items()
-    }
+    stored = applied.stored
+    presence = [PresenceChange(owner_id, uid, True) for _, owner_id, uid in stored.came_online]
+    presence += applied.events.presence
+    failed = await status_broadcast(layer, presence, at_ms=at_ms)
+    failed += await readings_broadcast(layer, stored.new_by_owner)
+    metrics.channel_layer_error("ingest", failed)
+    await alarms_after_commit(layer, stored.alarms)
+    await commands_broadcast(layer, applied.events.commands)
+    await commands_publish(layer, applied.to_publish)
+    await attributes_broadcast(layer, applied.events.attributes)
+    await attributes_publish(layer, applied.republish)
 
 
-async def ingest_run(stop: asyncio.Event, *, channel: str = INGEST_CHANNEL) -> None:
+async def batch_reply(layer: BaseChannelLayer, batch: IngestBatch, applied: BatchApplied) -> None:
+    """Tell the batch's bridge it is stored, with what the hub refused of it."""
+    if not batch.reply:
+        return
+    stored = applied.stored
+    try:
+        await layer.send(
+            batch.reply,
+            {
+                "type": INGEST_STORED,
+                "batch": batch.batch_id,
+                "inserted": stored.inserted,
+                "duplicates": stored.duplicates,
+                "unknown": stored.unknown,
+                # Device messages the hub refused: the bridge reports them to the devices.
+                "rejected": applied.events.rejected,
+                # Readings of new metrics past the limit: {uid: {metric: readings}}.
+                "too_many_metrics": stored.too_many_metrics,
+                "max_metrics": hub_settings.MAX_METRICS_PER_DEVICE,
+            },
+        )
+    except ChannelFull:
+        logger.warning("ingest: reply channel of batch %s is full", batch.batch_id)
+    except Exception as error:  # noqa: BLE001 - the layer's backend is down
+        metrics.channel_layer_error("ingest")
+        # Stored but unconfirmed: the bridge resends, and dedup answers "0 new".
+        logger.warning("ingest: could not confirm batch %s: %s", batch.batch_id, error)
+
+
+async def ingest_run(
+    stop: asyncio.Event,
+    *,
+    channel: str = INGEST_CHANNEL,
+    services_wait: ServicesWait | None = None,
+) -> None:
     """Take batches from the ingest channel one at a time until `stop` is set.
 
     Channels' own worker pulls messages into an unbounded queue; this loop holds
     at most one batch, so memory stays flat when the database is slower than MQTT.
+    After a batch or a sweep that failed, `services_wait` holds the loop until the
+    database answers again (the bridges resend what was not confirmed meanwhile).
     """
     layer = get_channel_layer()
     assert layer is not None, "CHANNEL_LAYERS has no default layer"
     logger.info("ingest: consuming %s", channel)
     stop_wait = asyncio.ensure_future(stop.wait())
-    sweeper = asyncio.create_task(_sweep_loop(layer, stop), name="ingest-sweep")
+    sweeper = asyncio.create_task(_sweep_loop(layer, stop, services_wait), name="ingest-sweep")
+    # Webhook deliveries from the alarms outbox (alarms/delivery.py).
+    deliveries = asyncio.create_task(deliveries_run(stop), name="ingest-webhooks")
+    layer_retry_s = LAYER_RETRY_S
     try:
         while not stop.is_set():
             receive = asyncio.ensure_future(layer.receive(channel))
@@ -194,23 +210,32 @@ async def ingest_run(stop: asyncio.Event, *, channel: str = INGEST_CHANNEL) -> N
                 message = receive.result()
             except Exception as error:  # noqa: BLE001 - the layer's backend is down
                 metrics.channel_layer_error("ingest")
-                logger.warning("ingest: channel layer receive failed: %s", error)
-                await _sleep_unless(stop, LAYER_RETRY_S)
+                logger.warning(
+                    "ingest: channel layer receive failed: %s; retrying in %.0f s",
+                    error,
+                    layer_retry_s,
+                )
+                await _sleep_unless(stop, layer_retry_s)
+                layer_retry_s = min(LAYER_RETRY_MAX_S, layer_retry_s * 2)
                 continue
-            if message.get("type") != "ingest.batch":
+            layer_retry_s = LAYER_RETRY_S
+            if message.get("type") != INGEST_BATCH:
                 logger.warning("ingest: ignoring message of type %r", message.get("type"))
                 continue
             started = time.monotonic()
             # Shielded: a stop request lets the batch in hand finish, up to the deadline.
             handle = asyncio.ensure_future(ingest_batch_handle(layer, message))
             try:
-                await asyncio.shield(handle)
+                stored = await asyncio.shield(handle)
             except asyncio.CancelledError:
                 await asyncio.wait({handle}, timeout=DRAIN_DEADLINE_S)
                 raise
             except Exception:
                 # Whatever one batch does, the worker keeps consuming.
                 logger.exception("ingest: batch %s failed", message.get("batch"))
+                stored = False
+            if not stored and services_wait is not None:
+                await services_wait(stop)
             logger.debug(
                 "ingest: batch %s in %.1f ms",
                 message.get("batch"),
@@ -220,30 +245,54 @@ async def ingest_run(stop: asyncio.Event, *, channel: str = INGEST_CHANNEL) -> N
         stop_wait.cancel()
         sweeper.cancel()
         await asyncio.gather(sweeper, return_exceptions=True)
+        await asyncio.wait({deliveries}, timeout=DRAIN_DEADLINE_S)
+        deliveries.cancel()
+        await asyncio.gather(deliveries, return_exceptions=True)
     logger.info("ingest: stopped")
 
 
-async def _sweep_loop(layer: BaseChannelLayer, stop: asyncio.Event) -> None:
+async def _sweep_loop(
+    layer: BaseChannelLayer, stop: asyncio.Event, services_wait: ServicesWait | None
+) -> None:
     """Every SWEEP_INTERVAL_S: expire commands, mark silent devices offline; prune hourly."""
     prune_at = time.monotonic() + PRUNE_FIRST_S
     prune: asyncio.Task[Any] | None = None
     while not stop.is_set():
         await _sleep_unless(stop, SWEEP_INTERVAL_S)
         try:
-            await sweep_once(layer)
+            metrics.channel_layer_error("ingest", await devices_sweep(layer))
+            await alarms_sweep(layer)  # no_data alarms
+        except (DatabaseError, InterfaceError) as error:
+            # The database is away: one line, or none when services_wait reports it.
+            if services_wait is None:
+                logger.warning("ingest: sweep failed: %s", error)
+            else:
+                await services_wait(stop)
         except Exception:
             logger.exception("ingest: sweep failed")
         if time.monotonic() >= prune_at and (prune is None or prune.done()):
             prune_at = time.monotonic() + PRUNE_INTERVAL_S
             # On a thread of its own, with its own connection: pruning never holds up a batch.
             prune = asyncio.create_task(
-                database_sync_to_async(readings_prune, thread_sensitive=False)(
+                database_sync_to_async(_prune_closing, thread_sensitive=False)(
                     now=ms_to_datetime(time.time_ns() // 1_000_000)
                 )
             )
             prune.add_done_callback(_prune_done)
     if prune is not None and not prune.done():
         prune.cancel()
+
+
+def _prune_closing(*, now: datetime) -> Any:
+    """Prune on a thread of the loop's executor, then close that thread's connection.
+
+    Channels closes only connections past CONN_MAX_AGE, and the executor's threads end
+    with the loop: a connection left open there would outlive its thread unclosed.
+    """
+    try:
+        return readings_prune(now=now)
+    finally:
+        connection.close()
 
 
 def _prune_done(task: asyncio.Task[Any]) -> None:

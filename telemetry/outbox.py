@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-import orjson
+from telemetry.fanout import readings_frame
 
 
 class FrameBudget:
@@ -40,8 +40,9 @@ class FrameBudget:
 class Outbox:
     """Readings waiting for a socket's budget: merged per device, oldest dropped past a bound.
 
-    Each entry is a device's JSON-rendered readings (the text between a list's
-    brackets) with their count, so merging is joining text, never re-encoding.
+    Each entry is a device's JSON-rendered readings (telemetry.fanout, the text
+    between a list's brackets) with their count, so merging is joining text, never
+    re-encoding.
     """
 
     def __init__(self, max_readings: int) -> None:
@@ -69,9 +70,4 @@ class Outbox:
         """Return the frame of the device waiting longest, all its readings merged."""
         uid, parts = self._devices.popitem(last=False)
         self.readings -= sum(count for _, count in parts)
-        return readings_frame(uid, ",".join(part for part, _ in parts))
-
-
-def readings_frame(uid: str, part: str) -> str:
-    """Return a `readings` frame around already-rendered readings."""
-    return f'{{"type":"readings","device":{orjson.dumps(uid).decode()},"readings":[{part}]}}'
+        return readings_frame(uid, (part for part, _ in parts))

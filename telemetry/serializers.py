@@ -14,13 +14,13 @@ from typing import Any, Final
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.conf import hub_settings
+from core.moments import format_moment
 from telemetry.codec import METRIC_PATTERN, format_ts
-from telemetry.selectors import LatestValues, ReadingRow, ReadingsPosition, format_datetime
+from telemetry.selectors import LatestValues, ReadingRow, ReadingsPosition
 from telemetry.series import (
     DEFAULT_POINTS,
     DEFAULT_RANGE_MS,
-    MAX_BUCKETS,
-    MAX_POINTS,
     MAX_TS_MS,
     MIN_TS_MS,
     Bucket,
@@ -28,6 +28,7 @@ from telemetry.series import (
     bucket_bounds,
     parse_instant,
     parse_interval,
+    parse_min_interval,
     parse_zone,
     pick_interval,
 )
@@ -47,7 +48,7 @@ _METRIC_MESSAGE: Final = (
 def query_data(query: Mapping[str, Any]) -> dict[str, str]:
     """Return the query parameters as a plain dict: the last of repeated values, blanks dropped."""
     # A blank parameter (as an HTML form sends it) means "not given".
-    return {key: value for key in query if (value := query.get(key)) not in (None, "")}
+    return {key: value for key in query if (value := query.get(key)) is not None and value != ""}
 
 
 def encode_cursor(position: ReadingsPosition) -> str:
@@ -77,7 +78,7 @@ def decode_cursor(cursor: str) -> ReadingsPosition:
     return position[0], position[1]
 
 
-class InstantField(serializers.Field):
+class InstantField(serializers.Field[Any, Any, Any, Any]):
     """An instant given as RFC 3339 with a zone or as integer epoch milliseconds."""
 
     def to_internal_value(self, data: Any) -> int:
@@ -140,7 +141,8 @@ class SeriesQuerySerializer(RangeQuerySerializer):
 
     metric = serializers.CharField(trim_whitespace=False, max_length=MAX_SERIES_METRICS * 129)
     interval = serializers.CharField(required=False, trim_whitespace=False, max_length=32)
-    points = serializers.IntegerField(required=False, min_value=1, max_value=MAX_POINTS)
+    points = serializers.IntegerField(required=False, min_value=1)
+    min_interval = serializers.CharField(required=False, trim_whitespace=False, max_length=32)
     tz = serializers.CharField(required=False, trim_whitespace=False, max_length=64)
     fill = serializers.ChoiceField(required=False, choices=["null"])
 
@@ -153,10 +155,26 @@ class SeriesQuerySerializer(RangeQuerySerializer):
             validate_metric(name)
         return list(dict.fromkeys(names))
 
+    def validate_points(self, points: int) -> int:
+        """Keep `points` within the request's bucket limit."""
+        limit = hub_settings.MAX_SERIES_BUCKETS
+        if points > limit:
+            raise serializers.ValidationError(
+                f"at most {limit} (HUB_MAX_SERIES_BUCKETS, buckets per request)"
+            )
+        return points
+
     def validate_interval(self, interval: str) -> Interval:
         """Parse an interval like 15m, 1d, 1w or 1mo."""
         try:
             return parse_interval(interval)
+        except ValueError as error:
+            raise serializers.ValidationError(str(error)) from None
+
+    def validate_min_interval(self, text: str) -> int:
+        """Parse a minimum bucket width (Grafana's $__interval or $__interval_ms)."""
+        try:
+            return parse_min_interval(text)
         except ValueError as error:
             raise serializers.ValidationError(str(error)) from None
 
@@ -172,30 +190,52 @@ class SeriesQuerySerializer(RangeQuerySerializer):
         start, end = attrs["start"], attrs["end"]
         zone = attrs.get("tz", UTC)
         interval, points = attrs.get("interval"), attrs.get("points")
-        if interval is not None and points is not None:
-            message = "give either interval or points, not both"
-            raise serializers.ValidationError({"interval": [message], "points": [message]})
+        at_least = attrs.get("min_interval")
+        given = [name for name in ("interval", "points", "min_interval") if name in attrs]
+        if len(given) > 1:
+            message = "give one of interval, points or min_interval"
+            raise serializers.ValidationError({name: [message] for name in given})
+        # Every metric gets the same buckets: the request's limit is shared between them.
+        limit = hub_settings.MAX_SERIES_BUCKETS
+        per_metric = limit // len(attrs["metric"])
         try:
             if interval is None:
-                wanted = DEFAULT_POINTS if points is None else points
-                interval = pick_interval(start_ms=start, end_ms=end, points=wanted, zone=zone)
+                wanted = min(DEFAULT_POINTS if points is None else points, per_metric)
+                # min_interval: the smallest ladder width at least that wide, within the limit.
+                if at_least is not None:
+                    wanted = per_metric
+                interval = pick_interval(
+                    start_ms=start, end_ms=end, points=wanted, zone=zone, at_least_ms=at_least or 0
+                )
                 if interval is None:
                     raise serializers.ValidationError(
                         {
-                            "points": [
-                                f"no interval up to 1mo gives at most {wanted} points over "
-                                "this range; ask for more points or a shorter range"
+                            "min_interval" if at_least is not None else "points": [
+                                f"no interval up to 1mo gives at most {wanted} points per metric "
+                                "over this range; ask for more points, fewer metrics or a "
+                                "shorter range"
                             ]
                         }
                     )
-            bounds = bucket_bounds(start_ms=start, end_ms=end, interval=interval, zone=zone)
+            bounds = bucket_bounds(
+                start_ms=start, end_ms=end, interval=interval, zone=zone, limit=per_metric
+            )
         except ValueError as error:
             raise serializers.ValidationError(
                 {"start": [str(error)], "end": [str(error)]}
             ) from None
         if bounds is None:
+            metrics = len(attrs["metric"])
+            across = f" across its {metrics} metrics" if metrics > 1 else ""
             raise serializers.ValidationError(
-                {"interval": [f"gives more than {MAX_BUCKETS} buckets over this range"]}
+                {
+                    "interval": [
+                        f"gives more than {limit} buckets{across} over this range: a series "
+                        f"request returns at most {limit} (HUB_MAX_SERIES_BUCKETS); use a wider "
+                        "interval or a shorter range, or points=N to let the hub pick the "
+                        "interval"
+                    ]
+                }
             )
         attrs["interval"], attrs["zone"], attrs["bounds"] = interval, zone, bounds
         attrs["multiple"] = "," in self.initial_data["metric"]
@@ -228,7 +268,7 @@ def latest_json(values: LatestValues) -> dict[str, dict[str, Any]]:
 def reading_json(row: ReadingRow) -> dict[str, Any]:
     """Shape one raw reading as {ts, metric, value}."""
     ts, metric, value = row
-    return {"ts": format_datetime(ts), "metric": metric, "value": value}
+    return {"ts": format_moment(ts), "metric": metric, "value": value}
 
 
 def _finite(number: float) -> float | None:
@@ -310,7 +350,7 @@ FLEET_LATEST_SCHEMA: Final[dict[str, Any]] = {
 
 
 @extend_schema_field(WIRE_VALUE_SCHEMA)
-class WireValueField(serializers.Field):
+class WireValueField(serializers.Field[Any, Any, Any, Any]):
     """A reading's value in its sent JSON type."""
 
 

@@ -30,8 +30,8 @@ DAY: Final = 24 * HOUR
 WEEK: Final = 7 * DAY
 
 MIN_INTERVAL_MS: Final = 10 * SECOND
+# bucket_bounds' default; the API passes HUB_MAX_SERIES_BUCKETS shared by a request's metrics.
 MAX_BUCKETS: Final = 10_000
-MAX_POINTS: Final = 10_000
 DEFAULT_POINTS: Final = 300
 DEFAULT_RANGE_MS: Final = HOUR
 
@@ -135,6 +135,29 @@ def parse_interval(text: str) -> Interval:
     if DAY % interval_ms:
         raise ValueError("must divide a day evenly, like 10s, 90s, 15m, 2h or 6h")
     return Interval(interval_ms)
+
+
+# A Grafana-style duration ($__interval: 200ms, 20s, 5m, 1h, 7d, 1y) or bare milliseconds
+# ($__interval_ms): the smallest bucket width a client wants.
+_min_interval_re: Final = re.compile(r"([0-9]{1,12})(ms|s|m|h|d|w|y)?", re.ASCII)
+_MIN_UNITS: Final = {
+    None: 1,
+    "ms": 1,
+    "s": SECOND,
+    "m": MINUTE,
+    "h": HOUR,
+    "d": DAY,
+    "w": WEEK,
+    "y": 365 * DAY,
+}
+
+
+def parse_min_interval(text: str) -> int:
+    """Return a minimum bucket width in milliseconds: `20s`, `200ms`, `7d` or `60000`."""
+    match = _min_interval_re.fullmatch(text)
+    if match is None:
+        raise ValueError("must be milliseconds (60000) or a duration like 200ms, 20s, 5m, 1h, 7d")
+    return int(match.group(1)) * _MIN_UNITS[match.group(2)]
 
 
 def format_interval(interval_ms: int) -> str:
@@ -258,7 +281,7 @@ def _aligned_in(interval: Interval, start: int, end: int, offset: int) -> Sequen
     if interval.kind == MONTHLY:
         first = date.fromordinal((start + offset) // DAY + _EPOCH_ORDINAL)
         year, month = first.year, first.month
-        instants = []
+        instants: list[int] = []
         while True:
             instant = _month_start_ms(year, month) - offset
             if instant >= end:
@@ -267,8 +290,8 @@ def _aligned_in(interval: Interval, start: int, end: int, offset: int) -> Sequen
                 instants.append(instant)
             year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     width, phase = (WEEK, _MONDAY_MS) if interval.kind == WEEKLY else (interval.nominal_ms, 0)
-    first = start + (phase - start - offset) % width
-    return range(first, end, width)
+    first_ms = start + (phase - start - offset) % width
+    return range(first_ms, end, width)
 
 
 def _boundaries(zone: tzinfo, interval: Interval, lo: int, hi: int) -> Iterator[Sequence[int]]:
@@ -328,10 +351,15 @@ def bucket_bounds(
     raise ValueError("the buckets reach outside years 0001 to 9999")
 
 
-def pick_interval(*, start_ms: int, end_ms: int, points: int, zone: tzinfo) -> Interval | None:
-    """Return the smallest ladder interval giving at most `points` buckets, or None."""
+def pick_interval(
+    *, start_ms: int, end_ms: int, points: int, zone: tzinfo, at_least_ms: int = 0
+) -> Interval | None:
+    """Return the smallest ladder interval of at least `at_least_ms` giving at most `points`
+    buckets, or None."""
     span = end_ms - start_ms
     for interval in LADDER:
+        if interval.nominal_ms < at_least_ms and interval is not LADDER[-1]:
+            continue
         # Clock changes (at most one per half day, of at most 3 h) cannot make three
         # quarters of the span fit: skip without laying out the buckets.
         if interval.kind == FIXED and 3 * span // 4 - 3 * HOUR > (points + 2) * interval.nominal_ms:

@@ -6,24 +6,26 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import repeat
 from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 
+from alarms.evaluation import rules_evaluate
+from alarms.frames import AlarmChange
+from core.conf import hub_settings
+from devices.attribute_services import AttributesState, attributes_to_republish
+from devices.events import DeviceEvent
 from devices.models import Command, Device, PresenceEvent
-from devices.services import (
-    EventsApplied,
-    commands_expire,
-    commands_pending,
-    devices_silent_offline,
-    events_apply,
-)
-from hub.conf import hub_settings
+from devices.services import EventsApplied, commands_pending, events_apply
 from telemetry.codec import UNIT_MAX_LENGTH
+from telemetry.columns import ReadingColumns
 from telemetry.models import LatestValue, Reading, RollupMinute
+from telemetry.newest import readings_newest_before
 from telemetry.storage import readings_insert
-from telemetry.timescale import readings_drop_chunks, readings_hypertable
+from telemetry.timescale import readings_hypertable
+from telemetry.timescale.chunks import ChunksDropped, readings_chunks_drop
 from telemetry.values import WireValue
 
 logger = logging.getLogger(__name__)
@@ -48,73 +50,170 @@ class StoredBatch:
     unknown: dict[str, int] = field(default_factory=dict)
     # (device id, owner id, uid) of devices that were offline until this batch.
     came_online: list[tuple[int, int, str]] = field(default_factory=list)
+    # uid -> metric -> readings refused: a new metric past HUB_MAX_METRICS_PER_DEVICE.
+    too_many_metrics: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Alarm changes the new readings made, for the sockets once committed.
+    alarms: list[AlarmChange] = field(default_factory=list)
 
 
 def readings_store_batch(
     *,
-    readings: Sequence[WireReading],
+    readings: Sequence[WireReading] | ReadingColumns,
     received_at: datetime,
     units: Mapping[str, Mapping[str, str]] | None = None,
 ) -> StoredBatch:
     """Store a batch once: dedup on (device, metric, ts), then rollups, latest and last_seen.
 
+    `readings` are columns (as bridges send them) or (uid, metric, ts, value) rows.
     `units` ({uid: {metric: unit}}, from SenML) are kept with the metrics' latest values.
+    A device has at most HUB_MAX_METRICS_PER_DEVICE metrics: readings of a new metric
+    past that are refused (`too_many_metrics`), the batch's others are stored.
     """
     result = StoredBatch()
-    uids = {reading[0] for reading in readings}
-    devices = {
-        uid: (device_id, owner_id)
-        for uid, device_id, owner_id in Device.objects.filter(
-            uid__in=uids, active=True
-        ).values_list("uid", "id", "owner_id")
-    }
-    # A reading repeated inside the batch keeps its first occurrence.
-    pending: dict[tuple[int, str, int], tuple[str, WireValue]] = {}
-    for uid, metric, ts, value in readings:
-        ids = devices.get(uid)
-        if ids is None:
-            result.unknown[uid] = result.unknown.get(uid, 0) + 1
-        elif (key := (ids[0], metric, ts)) in pending:
-            result.duplicates += 1
-        else:
-            pending[key] = (uid, value)
+    columns = readings
+    if not isinstance(columns, ReadingColumns):
+        columns = ReadingColumns.from_rows(columns)
+    devices = _devices_active(set(columns.devices))
+    known = _known_columns(columns, devices, result.unknown)
+    keys = list(zip(*known[:3], strict=True))
+    # A reading repeated inside the batch keeps its first occurrence (set last, reversed).
+    pending: dict[tuple[int, str, int], WireValue] = dict(
+        zip(reversed(keys), reversed(known[3]), strict=True)
+    )
+    result.duplicates += len(keys) - len(pending)
 
     with transaction.atomic():
-        new = readings_insert(
+        inserted = readings_insert(
             connection,
-            [(*key, pending[key][1]) for key in sorted(pending)],
+            [(*key, pending[key]) for key in sorted(pending)],
             _units_by_device(units, devices),
+            max_metrics=hub_settings.MAX_METRICS_PER_DEVICE,
+        )
+        # In this transaction, on exactly the new rows: a redelivered batch changes nothing.
+        result.alarms = rules_evaluate(
+            keys=inserted.keys,
+            values=pending,
+            metrics=set(known[1]),
+            devices=devices,
+            received_at=received_at,
+            newest=readings_newest_before,
         )
         # A device that sent only duplicates was still heard from. Rows change at
         # most once per LAST_SEEN_RESOLUTION, not once per batch.
         seen = sorted(device_id for device_id, _ in devices.values())
         if seen:
-            # Locked, so two workers storing the same device agree on who saw it come online.
-            result.came_online = list(
-                Device.objects.select_for_update()
-                .filter(id__in=seen, online=False)
-                .order_by("id")
-                .values_list("id", "owner_id", "uid")
-            )
-            PresenceEvent.objects.bulk_create(
-                PresenceEvent(device_id=device_id, online=True, at=received_at, source="data")
-                for device_id, _, _ in result.came_online
-            )
-            Device.objects.filter(
-                Q(last_seen__isnull=True)
-                | Q(last_seen__lt=received_at - LAST_SEEN_RESOLUTION)
-                | Q(online=False),
-                id__in=seen,
-            ).update(last_seen=received_at, online=True)
+            result.came_online = _devices_seen(seen, received_at)
 
+    new = inserted.keys
+    uid_of = {device_id: uid for uid, (device_id, _) in devices.items()}
+    for (device_id, metric), count in sorted(inserted.refused.items()):
+        result.too_many_metrics.setdefault(uid_of[device_id], {})[metric] = count
     result.inserted = len(new)
-    result.duplicates += len(pending) - len(new)
+    result.duplicates += len(pending) - len(new) - sum(inserted.refused.values())
     owners = dict(devices.values())
-    for device_id, metric, ts in sorted(new, key=lambda key: key[2]):
-        uid, value = pending[(device_id, metric, ts)]
+    for key in sorted(new, key=lambda key: key[2]):
+        device_id, metric, ts = key
         by_device = result.new_by_owner.setdefault(owners[device_id], {})
-        by_device.setdefault(uid, []).append((ts, metric, value))
+        by_device.setdefault(uid_of[device_id], []).append((ts, metric, pending[key]))
     return result
+
+
+def _known_columns(
+    columns: ReadingColumns, devices: Mapping[str, tuple[int, int]], unknown: dict[str, int]
+) -> tuple[list[int], list[str], list[int], list[WireValue]]:
+    """Return (device id, metric, ts, value) columns of the known devices' readings.
+
+    Counts the readings of unknown or disabled devices in `unknown` (uid -> readings).
+    """
+    ids: list[int] = []
+    if all(uid in devices for uid in columns.devices):
+        for uid, run in zip(columns.devices, columns.runs, strict=True):
+            ids += repeat(devices[uid][0], run)
+        return ids, columns.metrics, columns.ts, columns.values
+    metrics: list[str] = []
+    ts: list[int] = []
+    values: list[WireValue] = []
+    start = 0
+    for uid, run in zip(columns.devices, columns.runs, strict=True):
+        end = start + run
+        ids_of = devices.get(uid)
+        if ids_of is None:
+            unknown[uid] = unknown.get(uid, 0) + run
+        else:
+            ids += repeat(ids_of[0], run)
+            metrics += columns.metrics[start:end]
+            ts += columns.ts[start:end]
+            values += columns.values[start:end]
+        start = end
+    return ids, metrics, ts, values
+
+
+# Every batch runs these; on PostgreSQL as plain SQL, which costs a fraction of building
+# the ORM's queries each time (most of a small batch's CPU in the worker).
+_DEVICES_ACTIVE = "SELECT uid, id, owner_id FROM {device} WHERE uid = ANY(%s) AND active"
+_CAME_ONLINE = (
+    "SELECT id, owner_id, uid FROM {device} WHERE id = ANY(%s) AND NOT online ORDER BY id "
+    "FOR UPDATE"
+)
+_MARK_SEEN = (
+    "UPDATE {device} SET last_seen = %s, online = true WHERE id = ANY(%s) "
+    "AND (last_seen IS NULL OR last_seen < %s OR NOT online)"
+)
+
+
+def _devices_active(uids: set[str]) -> dict[str, tuple[int, int]]:
+    """Return uid -> (device id, owner id) of the active devices among `uids`."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_DEVICES_ACTIVE.format(device=Device._meta.db_table), [list(uids)])
+            rows = cursor.fetchall()
+    else:
+        rows = list(
+            Device.objects.filter(uid__in=uids, active=True).values_list("uid", "id", "owner_id")
+        )
+    return {uid: (device_id, owner_id) for uid, device_id, owner_id in rows}
+
+
+def _devices_seen(seen: list[int], received_at: datetime) -> list[tuple[int, int, str]]:
+    """Note that the devices were heard from; return (id, owner id, uid) of those that were offline.
+
+    In the caller's transaction. The offline ones are locked, so two workers storing the
+    same device agree on who saw it come online. `last_seen` changes at most once per
+    LAST_SEEN_RESOLUTION, not once per batch.
+    """
+    if connection.vendor == "postgresql":
+        table = Device._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(_CAME_ONLINE.format(device=table), [seen])
+            came_online = [(int(a), int(b), str(c)) for a, b, c in cursor.fetchall()]
+            if came_online:
+                _presence_from_data(came_online, received_at)
+            cursor.execute(
+                _MARK_SEEN.format(device=table),
+                [received_at, seen, received_at - LAST_SEEN_RESOLUTION],
+            )
+        return came_online
+    came_online = list(
+        Device.objects.select_for_update()
+        .filter(id__in=seen, online=False)
+        .order_by("id")
+        .values_list("id", "owner_id", "uid")
+    )
+    _presence_from_data(came_online, received_at)
+    Device.objects.filter(
+        Q(last_seen__isnull=True)
+        | Q(last_seen__lt=received_at - LAST_SEEN_RESOLUTION)
+        | Q(online=False),
+        id__in=seen,
+    ).update(last_seen=received_at, online=True)
+    return came_online
+
+
+def _presence_from_data(came_online: list[tuple[int, int, str]], at: datetime) -> None:
+    PresenceEvent.objects.bulk_create(
+        PresenceEvent(device_id=device_id, online=True, at=at, source="data")
+        for device_id, _, _ in came_online
+    )
 
 
 def _units_by_device(
@@ -142,39 +241,30 @@ class BatchApplied:
     events: EventsApplied
     # Pending commands of devices whose data says they are back: hand them to a bridge.
     to_publish: list[Command]
+    # Desired attributes of devices that came online, to publish again.
+    republish: list[AttributesState] = field(default_factory=list)
 
 
 def ingest_apply(
     *,
-    readings: Sequence[WireReading],
-    events: list[list[Any]],
+    readings: Sequence[WireReading] | ReadingColumns,
+    events: Sequence[DeviceEvent],
     received_at: datetime,
     units: Mapping[str, Mapping[str, str]] | None = None,
 ) -> BatchApplied:
     """Store a bridge's batch, then apply its device events; one call per batch."""
     stored = readings_store_batch(readings=readings, received_at=received_at, units=units)
-    with transaction.atomic():
-        applied = events_apply(events=events, now=received_at) if events else EventsApplied()
+    if events:
+        with transaction.atomic():
+            applied = events_apply(events=events, now=received_at)
+    else:
+        applied = EventsApplied()  # no transaction: two round trips saved per batch
     back = [device_id for device_id, _, _ in stored.came_online]
     to_publish = commands_pending(device_ids=back, now=received_at) if back else []
-    return BatchApplied(stored, applied, to_publish + applied.to_publish)
-
-
-@dataclass(slots=True)
-class Swept:
-    """What the periodic sweep changed."""
-
-    expired: list[Command]
-    silent: list[Device]
-
-
-def presence_and_commands_sweep(*, now: datetime, offline_after_s: int) -> Swept:
-    """Expire overdue commands and mark long-silent devices offline."""
-    with transaction.atomic():
-        return Swept(
-            expired=commands_expire(now=now),
-            silent=devices_silent_offline(now=now, after_s=offline_after_s),
-        )
+    republish = attributes_to_republish(device_ids=back) if back else []
+    return BatchApplied(
+        stored, applied, to_publish + applied.to_publish, republish + applied.republish
+    )
 
 
 PRUNE_BATCH_SIZE = 10_000
@@ -184,10 +274,18 @@ PRUNE_BATCH_SIZE = 10_000
 class PruneCounts:
     """What one prune removed, and the cut-offs it applied."""
 
+    # Raw readings removed in all: those in dropped chunks plus those deleted row by row.
     readings: int
     rollups_1m: int
     readings_before: datetime
     rollups_1m_before: datetime
+    # TimescaleDB: whole chunks dropped and the readings they held (counted before dropping).
+    chunks: ChunksDropped = field(default_factory=ChunksDropped)
+
+    @property
+    def readings_deleted(self) -> int:
+        """Return the raw readings deleted row by row, in bounded batches."""
+        return self.readings - self.chunks.rows
 
 
 def readings_prune(*, now: datetime, batch_size: int = PRUNE_BATCH_SIZE) -> PruneCounts:
@@ -195,27 +293,31 @@ def readings_prune(*, now: datetime, batch_size: int = PRUNE_BATCH_SIZE) -> Prun
 
     Deletes one series (device, metric) at a time, at most `batch_size` rows per
     statement and transaction, each a range of the primary key (device, metric,
-    ts), so no statement scans or locks a whole table. Latest values stay.
+    ts), so no statement scans or locks a whole table. On a hypertable, the chunks
+    wholly past the cut-off are dropped first (their rows counted), and only the
+    rows between the last of them and the cut-off are deleted so. Latest values stay.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     readings_before = now - timedelta(days=hub_settings.RAW_RETENTION_DAYS)
     rollups_before = now - timedelta(days=hub_settings.ROLLUP_1M_RETENTION_DAYS)
+    chunks = ChunksDropped()
     if readings_hypertable(connection):
-        # TimescaleDB: drop whole chunks, no row deletes (chunks count, not rows).
-        readings = readings_drop_chunks(connection, readings_before)
-    else:
-        readings = _prune_model(Reading, "ts", readings_before, batch_size)
+        chunks = readings_chunks_drop(connection, readings_before)
+    readings = chunks.rows + _prune_model(Reading, "ts", readings_before, batch_size)
     rollups = _prune_model(RollupMinute, "bucket", rollups_before, batch_size)
     if readings or rollups:
         logger.info(
-            "prune: removed %d readings before %s and %d 1-minute rollups before %s",
+            "prune: removed %d readings before %s (%d of them in %d whole chunks) and "
+            "%d 1-minute rollups before %s",
             readings,
             readings_before.isoformat(),
+            chunks.rows,
+            chunks.chunks,
             rollups,
             rollups_before.isoformat(),
         )
-    return PruneCounts(readings, rollups, readings_before, rollups_before)
+    return PruneCounts(readings, rollups, readings_before, rollups_before, chunks)
 
 
 def _prune_model(

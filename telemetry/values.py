@@ -1,13 +1,10 @@
-"""Convert between wire values and the stored (value, text, kind) columns."""
+"""Convert between wire values and the stored (value, text, kind) columns; moments (core)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
+from core.moments import EPOCH, datetime_to_ms, ms_to_datetime
 from telemetry.codec import format_ts
 from telemetry.models import ValueKind
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 __all__ = [
     "EPOCH",
@@ -20,16 +17,6 @@ __all__ = [
 ]
 
 WireValue = float | int | bool | str
-
-
-def ms_to_datetime(ts_ms: int) -> datetime:
-    """Return the aware UTC datetime of an epoch-milliseconds instant, exactly."""
-    return EPOCH + timedelta(milliseconds=ts_ms)
-
-
-def datetime_to_ms(moment: datetime) -> int:
-    """Return the epoch milliseconds of an aware datetime."""
-    return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
 def value_to_columns(value: WireValue) -> tuple[float | None, str | None, int]:

@@ -9,6 +9,7 @@ os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production")
 os.environ.setdefault("HUB_THROTTLE_USER", "off")
 os.environ.setdefault("HUB_THROTTLE_ANON", "off")
 os.environ.setdefault("HUB_THROTTLE_TOKEN", "off")
+os.environ.setdefault("HUB_THROTTLE_PROVISION", "off")
 os.environ.setdefault("HUB_VAR_DIR", os.path.join(os.path.dirname(__file__), "..", "var", "test"))
 
 from hub.settings import *  # noqa: F403

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,11 +21,40 @@ ROOT = Path(__file__).resolve().parent.parent
 HUB_MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
 
 
+# Ports handed out by free_port in this process: never twice.
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    """Return the lowest port the kernel gives outgoing connections (Linux's default: 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now, for a child to bind.
+
+    Taken below the kernel's ephemeral range, so no outgoing connection of any
+    process (a hub worker's to Redis or PostgreSQL, say) can be given it before the
+    child binds it, and never the same one twice in a run: a bind(0) port could be
+    both ("metrics port … is in use", seen in CI).
+    """
+    high = _ephemeral_low()
+    low = max(1024, high - 12_000)
+    for _ in range(200):
+        port = low + secrets.randbelow(high - low)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port between {low} and {high}")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
+from devices.events import COMMANDS_CHANNEL
 from telemetry.codec import DEFAULT_LIMITS, Limits
 
 
@@ -59,16 +60,19 @@ class BridgeConfig:
     # Stop reading from the broker while this many readings wait to be stored.
     max_pending_readings: int = 100_000
     limits: Limits = DEFAULT_LIMITS
+    # Rejections are logged at most once per reason per interval, with the count held back.
+    rejection_log_interval_s: float = 10.0
     # The channel-layer channel the hub hands commands to; any one bridge takes each.
-    commands_channel: str = "mqtt.commands"
+    commands_channel: str = COMMANDS_CHANNEL
 
     def topic_filters(self) -> list[str]:
-        """Return the subscriptions: telemetry, SenML, presence and replies, optionally shared."""
+        """Return the subscriptions: telemetry, SenML, presence, replies, reported attributes."""
         filters = [
             "devices/+/telemetry",
             "devices/+/senml",
             "devices/+/status",
             "devices/+/commands/+/reply",
+            "devices/+/attributes/reported",
         ]
         if self.shared_group:
             return [f"$share/{self.shared_group}/{topic}" for topic in filters]

@@ -23,11 +23,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from bridges.mqtt.config import BridgeConfig
+from bridges.mqtt.receive import BridgeClient, Incoming
 
 logger = logging.getLogger(__name__)
 
 MISC_INTERVAL_S = 1.0
-READ_BURST = 256
+READ_BURST = 512
 CONNECT_TIMEOUT_S = 10.0
 SOCKET_BUFFER_BYTES = 1 << 20
 
@@ -42,7 +43,7 @@ class MqttConnection:
     def __init__(
         self,
         config: BridgeConfig,
-        on_message: Callable[[paho.MQTTMessage], None],
+        on_message: Callable[[Incoming | paho.MQTTMessage], None],
     ) -> None:
         self.config = config
         self.loop = asyncio.get_running_loop()
@@ -53,7 +54,10 @@ class MqttConnection:
         self._sock: Any = None
         self._misc: asyncio.TimerHandle | None = None
         protocol = paho.MQTTv5 if config.protocol == 5 else paho.MQTTv311
-        self.client = paho.Client(
+        # PUBLISH packets reach on_message as Incoming; the rare one paho decodes
+        # itself (see bridges/mqtt/receive.py) as its MQTTMessage.
+        self.client = BridgeClient(
+            on_incoming=on_message,
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
             protocol=protocol,
@@ -70,10 +74,8 @@ class MqttConnection:
             self.client.tls_set_context(ssl.create_default_context())
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
-        self._messages = 0
 
         def deliver(_client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
-            self._messages += 1
             on_message(message)
 
         self.client.on_message = deliver
@@ -133,25 +135,34 @@ class MqttConnection:
         if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise ConnectionLost(f"subscribe failed: {paho.error_string(result)}")
 
-    def publish(self, topic: str, payload: bytes, qos: int = 0) -> int:
+    def publish(self, topic: str, payload: bytes, qos: int = 0, *, retain: bool = False) -> int:
         """Queue a publish; it leaves when the socket is writable. Return its message id."""
-        return int(self.client.publish(topic, payload, qos=qos).mid)
+        return int(self.client.publish(topic, payload, qos=qos, retain=retain).mid)
 
     def ack(self, mid: int) -> None:
         """Acknowledge one QoS 1 message."""
         self.client.ack(mid, 1)
+
+    def ack_many(self, mids: list[int]) -> None:
+        """Acknowledge QoS 1 messages in one write (a stored batch's)."""
+        self.client.ack_many(mids)
 
     def pause_reading(self) -> None:
         """Stop reading from the broker: TCP backpressure while the hub catches up."""
         if self._reading and self._sock is not None:
             self.loop.remove_reader(self._sock)
         self._reading = False
+        self.client.paused = True
 
     def resume_reading(self) -> None:
         """Read from the broker again."""
         if not self._reading and self._sock is not None:
             self.loop.add_reader(self._sock, self._read)
+            if self.client.buffered():
+                # Bytes read before the pause: the socket will not announce them again.
+                self.loop.call_soon(self._read)
         self._reading = True
+        self.client.paused = False
 
     async def wait_closed(self) -> str:
         """Return the reason once the connection is gone."""
@@ -252,16 +263,16 @@ class MqttConnection:
         self._call_in_loop(self.loop.remove_writer, sock)
 
     def _read(self) -> None:
-        # paho reads one packet per call; read on while packets keep coming, so a
-        # busy socket costs one event-loop wake-up per burst, not per message.
-        for _ in range(READ_BURST):
-            before = self._messages
-            result = self.client.loop_read()
-            if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self._check(result)
-                return
-            if self._messages == before or not self._reading:
-                return
+        # Up to READ_BURST packets per wake-up, then let the loop run other work; what is
+        # left in the client's buffer is not announced by the socket, so come back for it.
+        if not self._reading or self._sock is None:
+            return
+        result = self.client.read_packets(READ_BURST)
+        if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._check(result)
+            return
+        if self._reading and self.client.buffered():
+            self.loop.call_soon(self._read)
 
     def _write(self) -> None:
         self._check(self.client.loop_write())

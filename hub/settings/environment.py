@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable
 from typing import TypeVar
@@ -89,3 +90,19 @@ def env_url(name: str, schemes: tuple[str, ...]) -> str | None:
         if not parts.hostname and parts.scheme not in {"sqlite", "unix"}:
             raise SettingError(name, f"no host in {url.strip()!r}")
     return value.strip()
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def env_networks(name: str) -> tuple[IPNetwork, ...]:
+    """Return a comma-separated list of IP addresses or CIDR networks (none when unset)."""
+    networks = []
+    for item in env_list(name, []):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingError(
+                name, f"expected IP addresses or networks like 10.0.0.0/8, got {item!r}"
+            ) from None
+    return tuple(networks)

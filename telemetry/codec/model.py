@@ -70,6 +70,8 @@ MISSING_VALUE: Final = "missing_value"
 UNSUPPORTED_FIELD: Final = "unsupported_field"
 UNSUPPORTED_VERSION: Final = "unsupported_version"
 DUPLICATE_READING: Final = "duplicate_reading"
+# Decided by the store, not the codec: a new metric past HUB_MAX_METRICS_PER_DEVICE.
+TOO_MANY_METRICS: Final = "too_many_metrics"
 
 REASONS: Final[tuple[str, ...]] = (
     PAYLOAD_TOO_LARGE,

@@ -37,25 +37,39 @@ def decode_telemetry(
         groups = _groups(doc, limits)
     except _Rejected as exc:
         return _new_tuple(Decoded, ([], [Rejection(exc.reason, exc.detail)], _NO_UNITS))
-    oldest = now_ms - limits.max_age_ms
-    newest = now_ms + limits.max_future_ms
-    max_length = limits.max_string_length
     for raw_ts, values in groups:
-        if raw_ts is _ABSENT:
-            ts = now_ms
-        elif type(raw_ts) is int and raw_ts >= 0 and oldest <= raw_ts <= newest:
-            ts = raw_ts  # the usual case, checked inline
-        else:
-            resolved = _ts(raw_ts, now_ms, limits)
-            if isinstance(resolved, Rejection):
-                # A bad ts drops every reading that shares it.
-                rejections.extend(
-                    Rejection(resolved.reason, resolved.detail, metric) for metric in values
-                )
-                continue
-            ts = resolved
-        _decode_values(uid, ts, values, max_length, readings, rejections)
+        _decode_group(uid, raw_ts, values, now_ms, limits, readings, rejections)
     return _new_tuple(Decoded, (readings, rejections, _NO_UNITS))
+
+
+def _decode_group(
+    uid: str,
+    raw_ts: object,
+    values: dict[str, Any],
+    now_ms: int,
+    limits: Limits,
+    readings: list[Reading],
+    rejections: list[Rejection],
+) -> None:
+    """Append the readings and rejections of one (sent ts or _ABSENT, values) group."""
+    if raw_ts is _ABSENT:
+        ts = now_ms
+    elif (
+        type(raw_ts) is int
+        and raw_ts >= 0
+        and now_ms - limits.max_age_ms <= raw_ts <= now_ms + limits.max_future_ms
+    ):
+        ts = raw_ts  # the usual case, checked inline
+    else:
+        resolved = _ts(raw_ts, now_ms, limits)
+        if isinstance(resolved, Rejection):
+            # A bad ts drops every reading that shares it.
+            rejections.extend(
+                Rejection(resolved.reason, resolved.detail, metric) for metric in values
+            )
+            return
+        ts = resolved
+    _decode_values(uid, ts, values, limits.max_string_length, readings, rejections)
 
 
 def _groups(doc: Any, limits: Limits) -> list[tuple[object, dict[str, Any]]]:

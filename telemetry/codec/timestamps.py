@@ -19,12 +19,24 @@ _MIN_TS: Final = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
 _MAX_TS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
+# Epoch second -> its text up to the seconds: the live view formats every reading's ts,
+# and a batch's readings share few seconds. Cleared when full, so it stays small.
+_SECONDS_TEXT: Final[dict[int, str]] = {}
+_SECONDS_TEXT_MAX: Final = 4096
+
+
 def format_ts(ts_ms: int) -> str:
     """Format epoch milliseconds as RFC 3339 UTC with milliseconds and Z."""
-    if not _MIN_TS <= ts_ms <= _MAX_TS:
-        raise ValueError(f"ts {ts_ms} is outside years 0001-9999")
-    text = (_EPOCH + timedelta(milliseconds=ts_ms)).isoformat(timespec="milliseconds")
-    return text[:-6] + "Z"  # "+00:00" -> "Z"
+    seconds, millis = divmod(ts_ms, 1000)
+    text = _SECONDS_TEXT.get(seconds)
+    if text is None:
+        if not _MIN_TS <= ts_ms <= _MAX_TS:
+            raise ValueError(f"ts {ts_ms} is outside years 0001-9999")
+        text = (_EPOCH + timedelta(seconds=seconds)).isoformat(timespec="seconds")[:-6]
+        if len(_SECONDS_TEXT) >= _SECONDS_TEXT_MAX:
+            _SECONDS_TEXT.clear()
+        _SECONDS_TEXT[seconds] = text
+    return f"{text}.{millis:03d}Z"
 
 
 def parse_rfc3339(text: str) -> int | None:

@@ -1,4 +1,8 @@
-"""Split the topics devices publish on into uid, kind and command id."""
+"""Split the topics devices publish on into uid, kind and command id.
+
+Kinds: telemetry, senml, status, reply (commands/{id}/reply) and reported
+(attributes/reported).
+"""
 
 from __future__ import annotations
 
@@ -26,4 +30,8 @@ def parse_topic(topic: str) -> DeviceTopic | None:
             and _command_id_ok(command_id)
         ):
             return DeviceTopic(uid, "reply", command_id)
+    elif len(parts) == 4:
+        prefix, uid, group, side = parts
+        if (prefix, group, side) == ("devices", "attributes", "reported") and _uid_ok(uid):
+            return DeviceTopic(uid, "reported", None)
     return None

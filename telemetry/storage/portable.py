@@ -1,7 +1,12 @@
-"""The portable store (SQLite in embedded mode): multi-row upserts, rollups folded in Python."""
+"""The portable store (SQLite in embedded mode): multi-row upserts, rollups folded in Python.
+
+The metric limit needs no lock here: the hub's SQLite transactions are IMMEDIATE,
+so one batch writes at a time and the count it reads is the count it commits.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -9,10 +14,13 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from telemetry.storage.cardinality import Refused, metrics_refused
 from telemetry.values import WireValue, datetime_to_ms, value_to_columns
 
 # SQLite binds at most 32766 parameters per statement.
 ROWS_PER_STATEMENT = 2000
+# Pairs per `(device_id, metric) IN (VALUES …)` look-up: two parameters each.
+PAIRS_PER_STATEMENT = 5000
 ROLLUPS = (("telemetry_rollup_1m", 60_000), ("telemetry_rollup_1h", 3_600_000))
 
 Row = tuple[int, str, int, WireValue]
@@ -23,8 +31,17 @@ def readings_insert(
     connection: BaseDatabaseWrapper,
     rows: Sequence[Row],
     units: Mapping[tuple[int, str], str],
-) -> list[Key]:
-    """Insert new readings, fold them into rollups and latest values, return their keys."""
+    max_metrics: int | None,
+) -> tuple[list[Key], Refused]:
+    """Insert new readings, fold them into rollups and latest values, return their keys.
+
+    Readings of new metrics past `max_metrics` per device are left out and returned.
+    """
+    refused: Refused = {}
+    if max_metrics is not None:
+        refused = _new_metrics_refused(connection, rows, max_metrics)
+        if refused:
+            rows = [row for row in rows if (row[0], row[1]) not in refused]
     params = [
         (device_id, metric, _stored_ts(ts), *value_to_columns(value))
         for device_id, metric, ts, value in rows
@@ -42,7 +59,37 @@ def readings_insert(
     new = [(key, values[key]) for key in sorted(keys)]
     _rollups_add(connection, new)
     _latest_update(connection, new, units)
-    return keys
+    return keys, refused
+
+
+def _new_metrics_refused(
+    connection: BaseDatabaseWrapper, rows: Sequence[Row], limit: int
+) -> Refused:
+    """Return the batch's readings of new metrics past `limit` per device, by metric."""
+    pairs = Counter((device_id, metric) for device_id, metric, _, _ in rows)
+    known = sorted(pairs)
+    existing: set[tuple[int, str]] = set()
+    with connection.cursor() as cursor:
+        for start in range(0, len(known), PAIRS_PER_STATEMENT):
+            chunk = known[start : start + PAIRS_PER_STATEMENT]
+            values = ", ".join(["(%s, %s)"] * len(chunk))
+            cursor.execute(
+                "SELECT device_id, metric FROM telemetry_latest "  # noqa: S608 - placeholders only
+                f"WHERE (device_id, metric) IN (VALUES {values})",
+                [value for pair in chunk for value in pair],
+            )
+            existing.update(cursor.fetchall())
+        new = [(*pair, count) for pair, count in pairs.items() if pair not in existing]
+        if not new:
+            return {}  # the usual batch: every metric exists already
+        devices = sorted({device_id for device_id, _, _ in new})
+        cursor.execute(
+            "SELECT device_id, count(*) FROM telemetry_latest "  # noqa: S608 - placeholders only
+            f"WHERE device_id IN ({', '.join(['%s'] * len(devices))}) GROUP BY device_id",
+            devices,
+        )
+        counts = dict(cursor.fetchall())
+    return metrics_refused(new, counts, limit)
 
 
 _EPOCH_NAIVE = datetime(1970, 1, 1)  # noqa: DTZ001 - SQLite holds naive UTC text

@@ -5,6 +5,12 @@ and the latest values, and returns their keys; the aggregation runs in the
 server, so the worker's CPU goes to decoding and fan-out instead. Units (SenML
 batches only) go into a second temporary table that the statement joins; a
 batch without units runs the statement without that join.
+
+Before that, one query over the staged batch finds the metrics no device has
+yet (usually none). Devices with such metrics are locked (a transaction-scoped
+advisory lock per device, taken in id order) and counted, so concurrent ingest
+workers never take a device past its metric limit; the refused readings leave
+the staging table.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from telemetry.models import ValueKind
+from telemetry.storage.cardinality import Refused, metrics_refused
 from telemetry.values import WireValue, value_to_columns
 
 Row = tuple[int, str, int, WireValue]
@@ -40,6 +48,7 @@ _staged: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _rollup(table: str, width: str) -> str:
+    # Text readings have no numeric value: rollups leave them out.
     # Sums that would overflow a double become NaN instead of failing the batch on every retry.
     return f"""
     {table}_new AS (
@@ -49,7 +58,7 @@ def _rollup(table: str, width: str) -> str:
                sum(value), min(value), max(value),
                (array_agg(value ORDER BY ts))[1], min(ts),
                (array_agg(value ORDER BY ts DESC))[1], max(ts)
-        FROM new WHERE kind <> 3
+        FROM new WHERE kind <> {ValueKind.STR.value}
         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
         ON CONFLICT (device_id, metric, bucket) DO UPDATE SET
             count = t.count + excluded.count,
@@ -113,14 +122,43 @@ SELECT device_id, metric, (extract(epoch FROM ts) * 1000)::bigint FROM new
 STORE = _store(_LATEST)
 STORE_WITH_UNITS = _store(_LATEST_WITH_UNITS)
 
+# The staged (device, metric) pairs no device has yet, with their readings in the batch.
+NEW_METRICS = """
+SELECT b.device_id, b.metric, count(*) FROM ingest_batch b
+WHERE NOT EXISTS (
+    SELECT 1 FROM telemetry_latest l WHERE l.device_id = b.device_id AND l.metric = b.metric
+){devices}
+GROUP BY 1, 2
+"""
+# Advisory-lock key space of the metric limit: (this, device id) pairs.
+METRICS_LOCK = 0x6D657472  # "metr"
+# Held until commit. Taken in device id order, before any row lock, so batches cannot deadlock.
+LOCK_DEVICES = """
+SELECT pg_advisory_xact_lock(%s, (d %% 2147483648)::int4)
+FROM (SELECT DISTINCT d FROM unnest(%s::bigint[]) AS d ORDER BY d) AS devices
+"""
+COUNT_METRICS = (
+    "SELECT device_id, count(*) FROM telemetry_latest WHERE device_id = ANY(%s) GROUP BY 1"
+)
+DROP_REFUSED = """
+DELETE FROM ingest_batch b USING unnest(%s::bigint[], %s::text[]) AS r(device_id, metric)
+WHERE b.device_id = r.device_id AND b.metric = r.metric
+"""
+
 
 def readings_insert(
     connection: BaseDatabaseWrapper,
     rows: Sequence[Row],
     units: Mapping[tuple[int, str], str],
-) -> list[Key]:
-    """Insert new readings, fold them into rollups and latest values, return their keys."""
-    with connection.cursor() as wrapper:
+    max_metrics: int | None,
+) -> tuple[list[Key], Refused]:
+    """Insert new readings, fold them into rollups and latest values, return their keys.
+
+    Readings of new metrics past `max_metrics` per device are left out and returned.
+    """
+    # psycopg's own cursor raises psycopg's errors: wrapped, they are Django's DatabaseError,
+    # which the ingest worker counts as a failed batch (the bridge sends it again).
+    with connection.cursor() as wrapper, connection.wrap_database_errors:
         cursor = wrapper.cursor  # psycopg's own cursor, for COPY
         # The staging tables live as long as the session: create them once per
         # connection, and count them as created only once that transaction commits.
@@ -140,5 +178,26 @@ def readings_insert(
                 copy.set_types(COPY_UNITS_TYPES)
                 for (device_id, metric), unit in sorted(units.items()):
                     copy.write_row((device_id, metric, unit))
+        refused = _refuse_new_metrics(cursor, max_metrics) if max_metrics is not None else {}
         cursor.execute(STORE_WITH_UNITS if units else STORE)
-        return [(device_id, metric, int(ts)) for device_id, metric, ts in cursor.fetchall()]
+        keys = [(device_id, metric, int(ts)) for device_id, metric, ts in cursor.fetchall()]
+        return keys, refused
+
+
+def _refuse_new_metrics(cursor: Any, limit: int) -> Refused:
+    """Drop from the staged batch the readings of new metrics past `limit` per device."""
+    cursor.execute(NEW_METRICS.format(devices=""))
+    candidates = cursor.fetchall()
+    if not candidates:
+        return {}  # the usual batch: every metric exists already
+    devices = sorted({device_id for device_id, _, _ in candidates})
+    cursor.execute(LOCK_DEVICES, (METRICS_LOCK, devices))
+    # Under the locks: what other workers committed meanwhile is counted, and no longer new.
+    cursor.execute(NEW_METRICS.format(devices=" AND b.device_id = ANY(%s)"), (devices,))
+    new = cursor.fetchall()
+    cursor.execute(COUNT_METRICS, (devices,))
+    refused = metrics_refused(new, dict(cursor.fetchall()), limit)
+    if refused:
+        pairs = sorted(refused)
+        cursor.execute(DROP_REFUSED, ([pair[0] for pair in pairs], [pair[1] for pair in pairs]))
+    return refused

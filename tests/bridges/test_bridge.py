@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -87,7 +88,7 @@ async def test_readings_published_are_stored_and_acknowledged(mosquitto, hub_bri
         client.publish("devices/dev-a/telemetry", json.dumps(payload), qos=1)
     await async_wait_until(lambda: _equals(count_readings("dev-a"), 400), message="400 readings")
     await async_wait_until(_async(lambda: hub_bridge.bridge.stats.batches_stored >= 1))
-    assert not hub_bridge.bridge._pending
+    assert not hub_bridge.bridge.window.pending
     client.loop_stop()
 
 
@@ -99,11 +100,14 @@ async def test_malformed_payload_is_reported_and_next_message_stored(mosquitto, 
         callback_api_version=CallbackAPIVersion.VERSION2, client_id="errors-listener"
     )
     listener.on_message = lambda c, u, m: errors.append(json.loads(m.payload))
+    subscribed = threading.Event()
+    listener.on_subscribe = lambda *args: subscribed.set()
     listener.connect("127.0.0.1", mosquitto.port)
     listener.subscribe("devices/dev-b/errors", qos=1)
     listener.loop_start()
     client = publisher(mosquitto.port)
-    await asyncio.sleep(0.2)  # let the listener's SUBSCRIBE reach the broker first
+    # The listener's SUBSCRIBE must reach the broker before the first error report.
+    await async_wait_until(_subscribed(subscribed), message="the listener's SUBACK")
     client.publish("devices/dev-b/telemetry", b"{not json", qos=1)
     client.publish("devices/dev-b/telemetry", json.dumps({"temperature": 21.5}), qos=1)
     await async_wait_until(lambda: _equals(count_readings("dev-b"), 1), message="valid reading")
@@ -135,3 +139,10 @@ async def test_bridge_socket_and_hub_broker_config_send_without_nagle_delay(mosq
     for name in ("mosquitto.conf", "dynamic-security.conf"):
         lines = (HUB_MOSQUITTO_CONF.parent / name).read_text().splitlines()
         assert "set_tcp_nodelay true" in lines, name
+
+
+def _subscribed(event: threading.Event):
+    async def subscribed() -> bool:
+        return event.is_set()
+
+    return subscribed

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
+import threading
 import time
 
 import paho.mqtt.client as paho
@@ -50,11 +50,14 @@ async def test_senml_pack_over_mqtt_is_stored_with_units_and_bad_records_reporte
         callback_api_version=CallbackAPIVersion.VERSION2, client_id="senml-errors"
     )
     listener.on_message = lambda c, u, m: errors.append(json.loads(m.payload))
+    subscribed = threading.Event()
+    listener.on_subscribe = lambda *args: subscribed.set()
     listener.connect("127.0.0.1", mosquitto.port)
     listener.subscribe("devices/senml-1/errors", qos=1)
     listener.loop_start()
     client = publisher(mosquitto.port)
-    await asyncio.sleep(0.2)  # let the listener's SUBSCRIBE reach the broker first
+    # The listener's SUBSCRIBE must reach the broker before the first error report.
+    await async_wait_until(_subscribed(subscribed), message="the listener's SUBACK")
     base = int(time.time()) - 60
     pack = [
         {"bn": "boiler:", "bt": base, "bu": "Cel", "n": "temp", "v": 61.5},
@@ -96,3 +99,10 @@ async def test_senml_pack_over_mqtt_is_stored_with_units_and_bad_records_reporte
     await async_wait_until(five_readings, message="the native reading")
     listener.loop_stop()
     client.loop_stop()
+
+
+def _subscribed(event: threading.Event):
+    async def subscribed() -> bool:
+        return event.is_set()
+
+    return subscribed

@@ -68,7 +68,7 @@ class Hub:
 
 def publish(hub: HubUnderTest, uid: str, token: str, payload: object) -> None:
     """Publish one telemetry message as the device (QoS 1) and wait for the broker's ack."""
-    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"{uid}-pub")
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=uid)
     client.username_pw_set(uid, token)
     client.connect("127.0.0.1", hub.mqtt_port)
     client.loop_start()

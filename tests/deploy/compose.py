@@ -2,9 +2,10 @@
 
 No Docker engine runs here, so the test starts each service's command with its
 environment as a plain process. What a container would reach by service name
-(db, redis, mosquitto) is the machine's PostgreSQL and Redis and a private
-Mosquitto; ports inside containers (8000, 9100) become free local ports, and
-named volumes become folders. Everything else is used exactly as written.
+(db, redis, mosquitto) is the machine's PostgreSQL, a private Redis with the
+password from .env and a private Mosquitto; ports inside containers (8000, 9100)
+become free local ports, and named volumes become folders. Everything else is
+used exactly as written.
 """
 
 from __future__ import annotations
@@ -115,7 +116,11 @@ class Machine:
         if parts.hostname == "db":
             return self.database_url
         if parts.hostname == "redis":
-            return self.redis_url
+            # The machine's host and port, with the password compose.yaml gives.
+            target = urlsplit(self.redis_url)
+            netloc = parts.netloc.rsplit("@", 1)
+            auth = netloc[0] + "@" if len(netloc) == 2 else ""
+            return urlunsplit(parts._replace(netloc=f"{auth}{target.hostname}:{target.port}"))
         if parts.hostname == "mosquitto":
             netloc = parts.netloc.rsplit("@", 1)
             auth = netloc[0] + "@" if len(netloc) == 2 else ""

@@ -4,8 +4,8 @@ No Docker engine runs here. The file is read as Compose reads it (anchors, merge
 keys, ${…} from .env.example), and each hub service runs as a local process:
 the one-shot services to completion in dependency order, the others until
 their own health check passes — Daphne's /healthz, the workers' /healthz on
-their metrics port — against a fresh database, the machine's Redis (a prefix
-of its own) and a private Mosquitto with the hub's configuration. The nginx
+their metrics port — against a fresh database, a private Redis requiring the
+password from .env and a private Mosquitto with the hub's configuration. The nginx
 configuration is only parsed and checked against the services (no nginx here).
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,12 +42,15 @@ from tests.deploy.harness import (
     scrape,
     wait_healthy,
 )
-from tests.support import ROOT, Mosquitto, wait_until
+from tests.support import ROOT, Mosquitto, free_port, port_open, wait_until
 
 pytestmark = pytest.mark.e2e
 
 NGINX_CONF = ROOT / "deploy" / "nginx" / "nginx.conf"
-HUB_IMAGE = "telemetry-hub:latest"
+# The hub's own image carries its version, like every other image: a release bumps both.
+HUB_VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+HUB_IMAGE = f"telemetry-hub:{HUB_VERSION}"
+REDIS_PASSWORD = "compose-test-redis-" + uuid.uuid4().hex[:8]
 
 
 def filled_env() -> dict[str, str]:
@@ -55,6 +59,7 @@ def filled_env() -> dict[str, str]:
         **env_file(ENV_EXAMPLE),
         "SECRET_KEY": "compose-test-" + uuid.uuid4().hex,
         "POSTGRES_PASSWORD": "compose-test",
+        "REDIS_PASSWORD": REDIS_PASSWORD,
     }
 
 
@@ -71,7 +76,7 @@ def test_env_example_lists_every_variable_compose_yaml_uses():
 
 
 def test_compose_refuses_to_start_until_the_secrets_are_set():
-    with pytest.raises(InterpolationError, match=r"POSTGRES_PASSWORD|SECRET_KEY"):
+    with pytest.raises(InterpolationError, match=r"POSTGRES_PASSWORD|SECRET_KEY|REDIS_PASSWORD"):
         compose_load(env_file(ENV_EXAMPLE))
 
 
@@ -107,6 +112,43 @@ def test_stack_has_every_production_service():
     assert set(proxy["depends_on"]) == set(webs)
     volumes = compose_load(filled_env())["volumes"]
     assert {"db-data", "broker-data"} <= set(volumes)
+
+
+def test_every_image_is_pinned_to_a_version():
+    """No image floats: not untagged, not `latest`, not a bare major like `redis:7`."""
+    services = compose_load(filled_env())["services"]
+    images = {name: service["image"] for name, service in services.items() if "image" in service}
+    assert set(images) == set(services)
+    for name, image in images.items():
+        repository, _, tag = image.rpartition(":")
+        assert repository and "/" not in tag, f"{name}: {image} has no tag"
+        assert "latest" not in tag, f"{name}: {image}"
+        assert re.match(r"\d+\.\d+\.\d+(-|$)", tag), f"{name}: {image} is not pinned to x.y.z"
+    assert services["db"]["image"] == "timescale/timescaledb:2.29.2-pg16"
+    # Every service built from this repository carries the version pyproject.toml has.
+    assert {"migrate", "web-1", "bridge-1", "ingest-1", "simulator"} <= set(
+        hub_services(compose_load(filled_env()))
+    )
+
+
+def test_redis_and_the_database_are_private_and_redis_requires_the_password():
+    compose = compose_load(filled_env())
+    services = compose["services"]
+    assert compose["networks"]["backend"]["internal"] is True
+    for name in ("db", "redis"):
+        assert "ports" not in services[name], name
+        assert services[name]["networks"] == ["backend"], name
+    redis = services["redis"]
+    assert redis["command"][redis["command"].index("--requirepass") + 1] == REDIS_PASSWORD
+    assert redis["environment"]["REDISCLI_AUTH"] == REDIS_PASSWORD
+    for name, service in hub_services(compose).items():
+        url = (service.get("environment") or {}).get("REDIS_URL")
+        if url is not None:
+            assert url == f"redis://:{REDIS_PASSWORD}@redis:6379/0", name
+            assert "backend" in service["networks"], name
+    # Without it, compose refuses to start.
+    with pytest.raises(InterpolationError, match="REDIS_PASSWORD"):
+        compose_load({**filled_env(), "REDIS_PASSWORD": ""})
 
 
 def nginx_parse(text: str) -> list[tuple[str, list[str], list[Any]]]:
@@ -175,10 +217,21 @@ def test_proxy_config_sends_http_and_websockets_to_every_daphne():
 @pytest.fixture
 def machine(tmp_path: Path) -> Iterator[Machine]:
     mosquitto = Mosquitto(_folder(tmp_path / "mosquitto")).start()
+    # Redis as compose runs it: requiring the password from .env.
+    redis_port = free_port()
+    redis = subprocess.Popen(
+        [
+            *("redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""),
+            *("--appendonly", "no", "--requirepass", REDIS_PASSWORD, "--dir", str(tmp_path)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: port_open(redis_port), message="the private redis-server")
     database = database_create("hub_compose")
     machine = Machine(
         database_url=f"postgres://postgres@127.0.0.1:5432/{database}",
-        redis_url="redis://127.0.0.1:6379/0",
+        redis_url=f"redis://127.0.0.1:{redis_port}/0",
         mqtt_port=mosquitto.port,
         volumes={"demo-data": _folder(tmp_path / "demo-data")},
         scratch=_folder(tmp_path / "scratch"),
@@ -187,6 +240,8 @@ def machine(tmp_path: Path) -> Iterator[Machine]:
         yield machine
     finally:
         mosquitto.stop()
+        redis.terminate()
+        redis.wait(10)
         database_drop(database)
 
 
@@ -236,10 +291,6 @@ def test_every_hub_service_starts_from_its_command_and_environment_and_is_health
         raise AssertionError(f"{error}\n{processes.logs()}") from None
     finally:
         stopped = processes.terminate()
-        with _redis() as redis:
-            keys = redis.keys(f"{prefix}*")
-            if keys:
-                redis.delete(*keys)
     for name, (code, _) in stopped.items():
         assert code == 0, f"{name} exited with {code} on SIGTERM\n{processes.logs()}"
 
@@ -293,14 +344,6 @@ def _readings_stored(processes: Processes, machine: Machine, ingests: list[str])
         port = machine.ports[(name, 9100)]
         total += scrape(f"http://127.0.0.1:{port}/metrics").value("hub_readings_stored_total")
     return total
-
-
-def _redis() -> Any:
-    import contextlib
-
-    import redis
-
-    return contextlib.closing(redis.Redis(host="127.0.0.1", port=6379))
 
 
 def _folder(path: Path) -> Path:

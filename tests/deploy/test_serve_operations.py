@@ -27,7 +27,7 @@ def test_serve_exposes_bridge_ingest_and_web_series_and_stops_on_sigterm(tmp_pat
         publish = [
             "mosquitto_pub",
             *("-h", "127.0.0.1", "-p", str(hub.mqtt_port), "-q", "1"),
-            *("-u", "ops-1", "-P", device["token"], "-t", "devices/ops-1/telemetry"),
+            *("-i", "ops-1", "-u", "ops-1", "-P", device["token"], "-t", "devices/ops-1/telemetry"),
         ]
         subprocess.run([*publish, "-m", '{"temperature": 21.5}'], check=True, timeout=10)
         subprocess.run([*publish, "-m", "not json"], check=True, timeout=10)

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from devices.events import ReplyEvent, SentEvent, StatusEvent
 from devices.models import Command, CommandStatus, Device, PresenceEvent
 from devices.services import (
     command_create,
@@ -79,16 +80,16 @@ def test_sent_then_reply_moves_the_command_to_succeeded(alice):
     command = command_create(device=device, method="m", params={})
     now = timezone.now()
     ok = {"ok": True, "result": {"x": 1}}
-    applied = events_apply(events=[["sent", command.id, ms(now)]], now=now)
+    applied = events_apply(events=[SentEvent(command.id, ms(now))], now=now)
     assert [c.status for c in applied.commands] == ["sent"]
-    applied = events_apply(events=[["reply", "r1", command.id, ok, ms(now)]], now=now)
+    applied = events_apply(events=[ReplyEvent("r1", command.id, ok, ms(now))], now=now)
     assert [(c.status, c.result) for c in applied.commands] == [("succeeded", {"x": 1})]
     # The same reply again (MQTT redelivers) changes nothing and is not an error.
-    again = events_apply(events=[["reply", "r1", command.id, ok, ms(now)]], now=now)
+    again = events_apply(events=[ReplyEvent("r1", command.id, ok, ms(now))], now=now)
     assert again.commands == [] and again.rejected == []
     # A different reply to a finished command is refused.
     failed = {"ok": False, "error": "no"}
-    late = events_apply(events=[["reply", "r1", command.id, failed, ms(now)]], now=now)
+    late = events_apply(events=[ReplyEvent("r1", command.id, failed, ms(now))], now=now)
     assert late.rejected and "already succeeded" in late.rejected[0][2]
 
 
@@ -97,12 +98,13 @@ def test_reply_for_another_devices_command_is_rejected(alice):
     other, _ = make_device(alice, "other")
     command = command_create(device=other, method="m", params={})
     now = timezone.now()
-    applied = events_apply(events=[["reply", "mine", command.id, {"ok": True}, ms(now)]], now=now)
+    applied = events_apply(events=[ReplyEvent("mine", command.id, {"ok": True}, ms(now))], now=now)
     assert applied.rejected == [
         (
             "mine",
             f"devices/mine/commands/{command.id}/reply",
             f"no command {command.id!r} for device 'mine'",
+            "command_rejected",
         )
     ]
     assert Command.objects.get(id=command.id).status == CommandStatus.PENDING
@@ -115,7 +117,7 @@ def test_malformed_reply_is_rejected(alice, reply):
     device, _ = make_device(alice, "bad-reply")
     command = command_create(device=device, method="m", params={})
     now = timezone.now()
-    applied = events_apply(events=[["reply", "bad-reply", command.id, reply, ms(now)]], now=now)
+    applied = events_apply(events=[ReplyEvent("bad-reply", command.id, reply, ms(now))], now=now)
     assert len(applied.rejected) == 1
 
 
@@ -132,12 +134,12 @@ def test_status_events_record_presence_and_release_pending_commands(alice):
     device, _ = make_device(alice, "p1")
     command = command_create(device=device, method="m", params={})
     now = timezone.now()
-    applied = events_apply(events=[["status", "p1", True, ms(now)]], now=now)
-    assert [(d.uid, online) for d, online in applied.presence] == [("p1", True)]
+    applied = events_apply(events=[StatusEvent("p1", True, ms(now))], now=now)
+    assert [(change.uid, change.online) for change in applied.presence] == [("p1", True)]
     assert [c.id for c in applied.to_publish] == [command.id]
-    again = events_apply(events=[["status", "p1", True, ms(now)]], now=now)
+    again = events_apply(events=[StatusEvent("p1", True, ms(now))], now=now)
     assert again.presence == [] and again.to_publish == []
-    events_apply(events=[["status", "p1", False, ms(now)]], now=now)
+    events_apply(events=[StatusEvent("p1", False, ms(now))], now=now)
     assert list(PresenceEvent.objects.filter(device=device).values_list("online", "source")) == [
         (False, "status"),
         (True, "status"),

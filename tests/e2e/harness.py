@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import resource
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,10 +111,15 @@ def _default_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _start(hub: HubUnderTest, name: str, args: list[str]) -> None:
+def _start(hub: HubUnderTest, name: str, args: list[str], open_files: int | None = None) -> None:
+    def prepare() -> None:
+        _default_signals()
+        if open_files is not None:  # as on a host whose limit is that low
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     log = (hub.logs / f"{name}.log").open("wb")
     hub.processes[name] = subprocess.Popen(
-        args, env=hub.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_default_signals
+        args, env=hub.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=prepare
     )
     log.close()
 
@@ -141,8 +147,8 @@ def _stop_all(hub: HubUnderTest) -> None:
 
 
 @contextlib.contextmanager
-def embedded_hub(tmp: Path, **env: str) -> Iterator[HubUnderTest]:
-    """`hub serve` as one subprocess on SQLite with its embedded broker."""
+def embedded_hub(tmp: Path, open_files: int | None = None, **env: str) -> Iterator[HubUnderTest]:
+    """`hub serve` as one subprocess on SQLite with its embedded broker (and a file limit)."""
     http_port, mqtt_port = free_port(), free_port()
     hub = HubUnderTest(
         "embedded",
@@ -155,6 +161,7 @@ def embedded_hub(tmp: Path, **env: str) -> Iterator[HubUnderTest]:
         hub,
         "serve",
         [str(BIN / "hub"), "serve", "--port", str(http_port), "--mqtt-port", str(mqtt_port)],
+        open_files,
     )
     try:
         wait_until(lambda: _healthy(hub), timeout=60, message="hub serve to answer /healthz")
@@ -164,8 +171,14 @@ def embedded_hub(tmp: Path, **env: str) -> Iterator[HubUnderTest]:
 
 
 @contextlib.contextmanager
-def production_hub(tmp: Path, mqtt_port: int = 1883, **env: str) -> Iterator[HubUnderTest]:
-    """Daphne, `hub bridge` and `hub ingest` as processes on PostgreSQL, Redis and Mosquitto."""
+def production_hub(
+    tmp: Path, mqtt_port: int = 1883, setup: Sequence[Sequence[str]] = (), **env: str
+) -> Iterator[HubUnderTest]:
+    """Daphne, `hub bridge` and `hub ingest` as processes on PostgreSQL, Redis and Mosquitto.
+
+    `env` may replace the defaults (MQTT_URL with an account, say); `setup` lists `hub`
+    commands run after `migrate`, before the processes start (`broker sync`, say).
+    """
     name = f"hub_e2e_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -175,20 +188,24 @@ def production_hub(tmp: Path, mqtt_port: int = 1883, **env: str) -> Iterator[Hub
         f"http://127.0.0.1:{http_port}",
         mqtt_port,
         hub_env(
-            DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{name}",
-            REDIS_URL="redis://127.0.0.1:6379/0",
-            MQTT_URL=f"mqtt://127.0.0.1:{mqtt_port}",
-            SECRET_KEY="e2e-" + uuid.uuid4().hex,
-            HUB_VAR_DIR=str(tmp / "var"),
-            HUB_CHANNEL_PREFIX=name,
-            HUB_MQTT_CLIENT_ID=name,
-            HUB_MQTT_SESSION_EXPIRY_SECONDS="60",
-            **env,
+            **{
+                "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}",
+                "REDIS_URL": "redis://127.0.0.1:6379/0",
+                "MQTT_URL": f"mqtt://127.0.0.1:{mqtt_port}",
+                "SECRET_KEY": "e2e-" + uuid.uuid4().hex,
+                "HUB_VAR_DIR": str(tmp / "var"),
+                "HUB_CHANNEL_PREFIX": name,
+                "HUB_MQTT_CLIENT_ID": name,
+                "HUB_MQTT_SESSION_EXPIRY_SECONDS": "60",
+                **env,
+            }
         ),
         tmp,
     )
     try:
         hub.command("migrate", "--noinput")
+        for args in setup:
+            hub.command(*args)
         _start(
             hub,
             "daphne",

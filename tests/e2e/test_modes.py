@@ -80,7 +80,7 @@ def mosquitto_pub(hub: HubUnderTest, uid: str, token: str, payload: str | bytes)
             "-p",
             str(hub.mqtt_port),
             "-i",
-            f"pub-{uid}",
+            uid,  # the embedded broker binds a device's client id to its uid
             "-u",
             uid,
             "-P",

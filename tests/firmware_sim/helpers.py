@@ -19,6 +19,7 @@ from pathlib import Path
 import aiomqtt
 
 from firmware_sim import FleetConfig, FleetStats, run_fleet
+from tests.support import free_port
 
 MACHINE_BROKER = ("127.0.0.1", 1883)
 
@@ -194,13 +195,6 @@ async def running_fleet(config: FleetConfig) -> AsyncIterator[RunningFleet]:
     finally:
         if not fleet.task.done():
             await fleet.finish()
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PrivateBroker:

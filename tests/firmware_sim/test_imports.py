@@ -7,7 +7,16 @@ import sys
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN = {"django", "rest_framework", "channels", "hub", "devices", "telemetry", "bridges"}
+FORBIDDEN = {
+    "django",
+    "rest_framework",
+    "channels",
+    "hub",
+    "devices",
+    "telemetry",
+    "alarms",
+    "bridges",
+}
 
 
 def test_firmware_sim_imports_neither_django_nor_hub_packages() -> None:

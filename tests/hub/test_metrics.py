@@ -102,13 +102,17 @@ async def test_ingest_counts_the_batch_its_readings_and_lag():
         layer, {**message, "batch": "b-3", "readings": [["nobody", "t", now, 1]]}
     )
     assert not await ingest_batch_handle(layer, {"type": "ingest.batch", "batch": "broken"})
+    # A batch whose device event is malformed is dropped whole, its readings too.
+    assert not await ingest_batch_handle(
+        layer, {**message, "batch": "b-4", "events": [["status", "i-1", True]]}
+    )
     after = scrape()
 
     def delta(name: str, **labels: str) -> float:
         return after.value(name, **labels) - before.value(name, **labels)
 
     assert delta("hub_ingest_batches_total", result="stored") == 3
-    assert delta("hub_ingest_batches_total", result="malformed") == 1
+    assert delta("hub_ingest_batches_total", result="malformed") == 2
     assert delta("hub_readings_stored_total") == 2
     assert delta("hub_readings_duplicate_total") == 2
     assert delta("hub_readings_unknown_device_total") == 1

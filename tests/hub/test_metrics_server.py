@@ -8,10 +8,10 @@ import socket
 import time
 
 import pytest
-from django.core.management.base import CommandError
 
 from hub import metrics_server
 from hub.metrics_server import metrics_serving
+from hub.startup import StartupError
 from tests.deploy.harness import http_get
 from tests.support import free_port
 
@@ -72,7 +72,8 @@ async def test_a_taken_metrics_port_stops_the_worker_with_a_clear_error():
         taken.listen()
         port = taken.getsockname()[1]
         refused = pytest.raises(
-            CommandError, match=f"--metrics-port: cannot listen on 127.0.0.1:{port}"
+            StartupError,
+            match=f"^metrics port {port} is in use; choose another with --metrics-port$",
         )
         with refused, metrics_serving({"metrics_port": port}, {}):
             pass

@@ -71,19 +71,35 @@ class Probe:
         if will is not None:
             self.client.will_set(will[0], will[1], qos=1)
         self.connack: str | None = None
+        self.session_present: bool | None = None
         self.refused = False
         self.closed = threading.Event()
+        self.closed_at: float | None = None  # time.monotonic() when the connection went
         self.messages: list[tuple[str, bytes]] = []
+        # The messages that came with the retain flag (sent because of a subscription).
+        self.retained: list[tuple[str, bytes]] = []
+        self.session_present: bool | None = None
         self._acks: dict[int, list[Any]] = {}
         self.client.on_connect = self._on_connect
-        self.client.on_disconnect = lambda *_: self.closed.set()
-        self.client.on_message = lambda _c, _u, m: self.messages.append((m.topic, m.payload))
+        self.client.on_disconnect = lambda *_: self._on_disconnect()
+        self.client.on_message = self._on_message
         self.client.on_subscribe = lambda _c, _u, mid, codes, _p: self._acks.__setitem__(mid, codes)
         self.client.on_publish = lambda _c, _u, mid, code, _p: self._acks.__setitem__(mid, [code])
 
-    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+    def _on_disconnect(self) -> None:
+        if self.closed_at is None:
+            self.closed_at = time.monotonic()
+        self.closed.set()
+
+    def _on_connect(self, _c: Any, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
+        self.session_present = bool(flags.session_present)
         self.connack = str(reason)
         self.refused = reason.is_failure
+
+    def _on_message(self, _c: Any, _u: Any, message: paho.MQTTMessage) -> None:
+        if message.retain:
+            self.retained.append((message.topic, message.payload))
+        self.messages.append((message.topic, message.payload))
 
     def connect(self) -> bool:
         """Connect; return whether the broker accepted."""
@@ -112,13 +128,15 @@ class Probe:
         codes = wait_until(lambda: self._acks.get(mid), WAIT_S, message=f"SUBACK for {topic}")
         return not any(code.is_failure for code in codes)
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> bool:
+    def publish(
+        self, topic: str, payload: bytes | str, qos: int = 1, *, retain: bool = False
+    ) -> bool:
         """Publish; at QoS 1 wait for the PUBACK and return whether it reports success.
 
         Mosquitto 2.0.11 closes the connection after refusing a publish (with
         max_queued_messages 0): that is a refusal too.
         """
-        info = self.client.publish(topic, payload, qos=qos)
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
         if qos == 0:
             return True
         wait_until(

@@ -6,17 +6,22 @@ from collections.abc import Iterator
 
 import pytest
 from amqtt.contexts import Action
-from channels.db import database_sync_to_async
 
-from bridges.mqtt.broker import BRIDGE_FILTERS, EmbeddedBroker, bridge_may_use, topic_matches
+from bridges.mqtt.broker import (
+    BRIDGE_FILTERS,
+    DeviceGrant,
+    EmbeddedBroker,
+    bridge_may_use,
+    topic_matches,
+)
 from bridges.mqtt.config import BridgeConfig
 from devices.dynsec import BRIDGE_PUBLICATIONS, BRIDGE_SUBSCRIPTIONS
 from devices.services import (
-    device_authenticate,
     device_delete,
     device_rotate_token,
     device_update,
 )
+from hub.broker import device_check
 from tests.factories import make_device, make_user
 from tests.security.mqtt import Probe, ThreadedBroker, probe, settle
 from tests.support import free_port, wait_until
@@ -25,8 +30,10 @@ TOKENS = {"dev-a": "token-a", "dev-b": "token-b"}
 BRIDGE = ("hub-bridge", "bridge-secret")
 
 
-async def check(uid: str, token: str) -> bool:
-    return TOKENS.get(uid) == token
+async def check(uid: str, token: str) -> DeviceGrant | None:
+    if TOKENS.get(uid) != token:
+        return None
+    return DeviceGrant(sorted(TOKENS).index(uid) + 1, f"hash-of-{token}")
 
 
 @pytest.fixture
@@ -39,6 +46,9 @@ def broker() -> Iterator[ThreadedBroker]:
 
 
 def v3(port: int, *args, **kwargs) -> Probe:
+    """A MQTT 3.1.1 probe; a device's client id is its uid unless told otherwise."""
+    if args and args[0] in TOKENS:
+        kwargs.setdefault("client_id", args[0])
     return probe(port, *args, protocol=4, **kwargs)
 
 
@@ -96,9 +106,8 @@ def test_a_last_will_for_another_devices_topic_is_refused(broker):
         assert b.subscribe("devices/dev-b/#")
         with v3(broker.port, "dev-a", "token-a", will=("devices/dev-b/status", b"offline")) as a:
             assert a.connack != "Success"
-        own = Probe(
-            broker.port, "dev-a", "token-a", protocol=4, will=("devices/dev-a/status", b"x")
-        )
+        will = ("devices/dev-a/status", b"x")
+        own = Probe(broker.port, "dev-a", "token-a", client_id="dev-a", protocol=4, will=will)
         assert own.connect()
         own.drop()
         settle()
@@ -168,10 +177,6 @@ async def test_the_subscription_table_may_change_while_amqtt_walks_it():
 
 @pytest.mark.django_db(transaction=True)
 def test_rotated_disabled_and_deleted_devices_are_refused_by_the_embedded_broker():
-    async def device_check(uid: str, token: str) -> bool:
-        device = await database_sync_to_async(device_authenticate)(uid=uid, token=token)
-        return device is not None
-
     settings = EmbeddedBroker(
         authenticate=device_check, bridge_username="b", bridge_password="p", port=free_port()
     )
@@ -180,7 +185,7 @@ def test_rotated_disabled_and_deleted_devices_are_refused_by_the_embedded_broker
     with ThreadedBroker(settings) as broker:
 
         def accepted(token: str) -> bool:
-            with v3(broker.port, "dev-r", token) as client:
+            with v3(broker.port, "dev-r", token, client_id="dev-r") as client:
                 return client.connack == "Success"
 
         assert accepted(old)
@@ -208,7 +213,7 @@ def test_a_device_never_gets_other_devices_retained_messages(broker):
                 assert a.subscribe("devices/dev-a/errors")
                 settle()
                 assert a.messages == []
-        with v3(broker.port, "dev-b", "token-b", client_id="dev-b-2") as own:
+        with v3(broker.port, "dev-b", "token-b") as own:
             assert own.subscribe("devices/dev-b/status")
             wait_until(lambda: own.messages, message="dev-b's own retained status")
             assert own.messages == [("devices/dev-b/status", b"online")]

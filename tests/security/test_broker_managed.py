@@ -11,52 +11,36 @@ from io import StringIO
 import pytest
 from channels.db import database_sync_to_async
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from bridges.mqtt.config import BridgeConfig, BrokerAddress
 from devices.dynsec import (
     DEVICE_TEXTNAME,
-    DynsecClient,
-    acls_of,
     credentials_accepted,
     device_acls,
     device_role,
 )
+from devices.models import Device
 from devices.services import device_update
 from telemetry.models import Reading
 from tests.bridges.test_bridge import Running
 from tests.factories import make_device, make_user
+from tests.security.managed import (
+    accepted,
+    admin,
+    client_of,
+    dry_run,
+    retained_under,
+    role_acls,
+    sync,
+)
 from tests.security.mqtt import ADMIN, BRIDGE, Probe, probe, settle
-from tests.support import async_wait_until, wait_until
+from tests.support import async_wait_until, free_port, wait_until
 from tests.telemetry.conftest_api import api_client
 
-# Changes reach the broker after commit: real transactions.
+# The hub changes the broker inside its transactions, and the broker's clients need to
+# see what they commit: real transactions.
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def admin(broker, *commands):
-    with DynsecClient(broker.account_url(ADMIN)) as client:
-        return client.run(list(commands))
-
-
-def client_of(broker, username):
-    (answer,) = admin(broker, {"command": "getClient", "username": username})
-    return (answer.get("data") or {}).get("client")
-
-
-def role_acls(broker, rolename):
-    (answer,) = admin(broker, {"command": "getRole", "rolename": rolename})
-    return acls_of(answer["data"]["role"]) if "data" in answer else None
-
-
-def accepted(broker, uid, token, client_id=None) -> bool:
-    with probe(broker.port, uid, token, client_id=client_id or uid) as client:
-        return client.connack == "Success"
-
-
-def sync(**options) -> list[str]:
-    out = StringIO()
-    call_command("broker", "sync", stdout=out, **options)
-    return out.getvalue().splitlines()
 
 
 def test_a_wrong_token_is_refused_at_connect(managed):
@@ -98,6 +82,38 @@ def test_a_device_cannot_publish_or_subscribe_under_another_devices_topics(manag
             a.drop()
         settle(1.0)
         assert b.messages == []
+
+
+def test_a_device_publishes_only_its_device_to_hub_topics(managed):
+    alice = make_user("alice")
+    _, token = make_device(alice, "dev-a")
+    with probe(managed.port, *BRIDGE) as hub:
+        for topic in ("telemetry", "senml", "status", "commands/+/reply"):
+            assert hub.subscribe(f"devices/+/{topic}"), topic
+        with probe(managed.port, "dev-a", token, client_id="dev-a") as device:
+            for topic in (
+                "telemetry",
+                "senml",
+                "status",
+                "commands/c1/reply",
+                "attributes/reported",
+            ):
+                assert device.publish(f"devices/dev-a/{topic}", b"{}"), topic
+        wait_until(lambda: len(hub.messages) == 4, message="the device's messages at the hub")
+    # Not the hub-to-device topics, above all not commands/{id}: a "command" retained
+    # there would come back to the device, and to the uid's next owner.
+    for topic in (
+        "devices/dev-a/commands/c1",
+        "devices/dev-a/errors",
+        "devices/dev-a/attributes/desired",
+        "devices/dev-a/commands/c1/reply/more",
+        "devices/dev-a/other",
+        "devices/dev-a",
+    ):
+        for retain in (False, True):
+            with probe(managed.port, "dev-a", token, client_id="dev-a") as device:
+                assert not device.publish(topic, b'{"method": "x"}', retain=retain), topic
+    assert retained_under(managed, "dev-a") == []
 
 
 def test_after_rotation_the_old_token_is_refused_within_a_second(managed):
@@ -149,22 +165,47 @@ def test_the_hubs_own_account_names_are_not_device_uids(managed):
     assert credentials_accepted(managed.account_url(ADMIN), *BRIDGE)
 
 
-def test_a_failed_change_is_logged_and_sync_repairs_it(managed, settings, caplog):
+@pytest.mark.parametrize("fault", ["admin refused", "broker unreachable"])
+def test_a_change_the_broker_does_not_take_answers_503_and_changes_nothing(
+    managed, settings, caplog, fault
+):
     alice = make_user("alice")
+    device, token = make_device(alice, "dev-a")
     good = settings.MQTT_ADMIN_URL
-    settings.MQTT_ADMIN_URL = good.replace(ADMIN[1], "not-the-password")
+    settings.MQTT_ADMIN_URL = (
+        good.replace(ADMIN[1], "not-the-password")
+        if fault == "admin refused"
+        else good.replace(f":{managed.port}", f":{free_port()}")
+    )
+    api = api_client(alice)
     with caplog.at_level(logging.ERROR, logger="devices.broker"):
-        _, token = make_device(alice, "dev-a")
-    assert "hub broker sync" in caplog.text
-    assert not accepted(managed, "dev-a", token)
+        answers = {
+            "register": api.post("/api/v1/devices/", {"uid": "dev-b"}, format="json"),
+            "rotate": api.post("/api/v1/devices/dev-a/rotate-token/"),
+            "disable": api.patch("/api/v1/devices/dev-a/", {"active": False}, format="json"),
+            "delete": api.delete("/api/v1/devices/dev-a/"),
+        }
+    for action, response in answers.items():
+        assert response.status_code == 503, (action, response.content)
+        assert "MQTT broker" in response.json()["detail"], action
+        assert "token" not in response.json(), action
+    assert "could not set the token of device dev-a" in caplog.text
+    # The database is as it was, and so is the broker: the old token still works.
+    assert list(alice.devices.values_list("uid", "active", "token_hash")) == [
+        ("dev-a", True, device.token_hash)
+    ]
+    assert accepted(managed, "dev-a", token)
+    assert client_of(managed, "dev-b") is None
     settings.MQTT_ADMIN_URL = good
-    lines = sync()
-    assert "created client dev-a (enabled)" in lines
-    assert any(line.startswith("rotate the token") and "dev-a" in line for line in lines)
-    # The token was never at the broker: the device needs a new one.
-    assert not accepted(managed, "dev-a", token)
-    new = api_client(alice).post("/api/v1/devices/dev-a/rotate-token/").json()["token"]
-    assert accepted(managed, "dev-a", new)
+    assert dry_run() == (0, ["broker sync: 1 devices; in sync, nothing changed"])
+
+
+def test_hub_device_add_fails_with_one_line_when_the_broker_refuses(managed, settings):
+    make_user("alice")
+    settings.MQTT_ADMIN_URL = settings.MQTT_ADMIN_URL.replace(ADMIN[1], "not-the-password")
+    with pytest.raises(CommandError, match="cannot register 'dev-a': the MQTT broker"):
+        call_command("device", "add", "dev-a", "--owner", "alice", stdout=StringIO())
+    assert not Device.objects.filter(uid="dev-a").exists()
 
 
 def test_sync_repairs_a_broker_changed_behind_the_hubs_back(managed):
@@ -235,10 +276,26 @@ def test_sync_repairs_a_broker_changed_behind_the_hubs_back(managed):
     assert sync(dry_run=True)[-1] == "broker sync: 4 devices; in sync, nothing changed"
 
 
-def test_dry_run_reports_without_changing(managed):
+def test_roles_the_hub_gives_stay_linked_so_deleting_one_is_safe(managed):
+    # Mosquitto 2.0 does not link a role given in createClient to the client: deleting
+    # the role then leaves the client pointing at freed memory.
     make_device(make_user("alice"), "dev-a")
     admin(managed, {"command": "deleteClient", "username": "dev-a"})
-    assert "would: created client dev-a (enabled)" in sync(dry_run=True)
+    sync()  # creates the client again
+    for username, rolename in (("dev-a", device_role("dev-a")), (BRIDGE[0], "hub-bridge")):
+        admin(managed, {"command": "deleteRole", "rolename": rolename})
+        assert client_of(managed, username)["roles"] == [], username
+    assert sync()[-1] == "broker sync: 1 devices; 4 changes"
+
+
+def test_dry_run_reports_without_changing_and_exits_1_when_changes_are_needed(managed):
+    make_device(make_user("alice"), "dev-a")
+    assert dry_run() == (0, ["broker sync: 1 devices; in sync, nothing changed"])
+    admin(managed, {"command": "deleteClient", "username": "dev-a"})
+    status, lines = dry_run()
+    assert status == 1
+    assert "would: created client dev-a (enabled)" in lines
+    assert lines[-1] == "broker sync: 1 devices; 1 changes needed"
     assert client_of(managed, "dev-a") is None
 
 

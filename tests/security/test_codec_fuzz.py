@@ -1,4 +1,4 @@
-"""More hypothesis properties of the codec, beside tests/telemetry/test_codec.py's.
+"""More hypothesis properties of the codec, beside tests/telemetry/test_codec_properties.py's.
 
 - mutated valid payloads (bytes flipped, cut, repeated) never make it raise, and
   whatever it accepts still obeys every rule;
@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from telemetry.codec import DEFAULT_LIMITS, METRIC_PATTERN, decode_senml, decode_telemetry
-from tests.telemetry.test_codec import FUZZ, NOW, UID, assert_sound
+from tests.telemetry.codec_support import FUZZ, NOW, UID, assert_sound
 
 good_metrics = st.from_regex(METRIC_PATTERN[1:-1], fullmatch=True)
 good_values = st.one_of(

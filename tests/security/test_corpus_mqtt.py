@@ -1,39 +1,40 @@
-"""The hostile-input corpus end to end: a real Mosquitto, the real bridge and ingest, PostgreSQL.
+"""The hostile-input corpus end to end: Mosquitto, `hub bridge` and `hub ingest` processes, Redis.
 
-Every message ends in its documented rejection, counted by reason and reported
-on the device's errors topic; the valid readings of the same message are
-stored; the bridge never reconnects or stops, and stores what comes after.
+The workers run as processes, as in production, on pytest's PostgreSQL test
+database and a private Redis. Every message ends in its documented rejection,
+counted by reason (the bridge's /metrics) and reported on the device's errors
+topic; the valid readings of the same message are stored; the bridge never
+reconnects or stops, and stores what comes after.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from channels.db import database_sync_to_async
+from django.db import connection
 
-from bridges.mqtt.config import BridgeConfig, BrokerAddress
 from devices.models import Command
 from devices.services import command_create
 from telemetry.models import Reading
 from telemetry.values import columns_to_value
-from tests.bridges.test_bridge import Running
 from tests.factories import make_device, make_user
-from tests.security.corpus import CASES, case_command, case_topic, case_uid
+from tests.guarantee.harness import Stack
+from tests.security.corpus import CASES, MAX_READINGS, case_command, case_topic, case_uid
 from tests.security.mqtt import Probe
 from tests.security.test_corpus_codec import assert_stored
-from tests.support import Mosquitto, async_wait_until
+from tests.support import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 SURVIVOR = "survivor"
 
 
-@database_sync_to_async
 def register_devices() -> None:
     owner = make_user("hostile")
     for index, case in enumerate(CASES):
@@ -44,12 +45,10 @@ def register_devices() -> None:
     make_device(owner, SURVIVOR)
 
 
-@database_sync_to_async
 def command_statuses() -> dict[str, str]:
     return dict(Command.objects.values_list("id", "status"))
 
 
-@database_sync_to_async
 def stored_by_device() -> dict[str, dict[str, Any]]:
     stored: dict[str, dict[str, Any]] = {}
     rows = Reading.objects.values_list("device__uid", "metric", "value", "text", "kind")
@@ -81,48 +80,69 @@ def publish_corpus(port: int) -> int:
     return now
 
 
-async def test_every_hostile_message_ends_in_its_documented_rejection(mosquitto: Mosquitto):
-    await register_devices()
-    watcher = Probe(mosquitto.port, client_id="errors-watcher")
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Stack]:
+    """Redis and Mosquitto of their own; the workers, once started, use the test database."""
+    stack = Stack(tmp_path, database=connection.settings_dict["NAME"])
+    try:
+        yield stack.open()
+    finally:
+        # Before pytest-django empties the tables: no worker may hold a connection then.
+        stack.close()
+
+
+def test_every_hostile_message_ends_in_its_documented_rejection(workers: Stack):
+    register_devices()
+    watcher = Probe(workers.mosquitto.port, client_id="errors-watcher")
     assert watcher.connect()
     assert watcher.subscribe("devices/+/errors")
-    config = BridgeConfig(
-        broker=BrokerAddress(port=mosquitto.port),
-        client_id="bridge-hostile",
-        batch_max_delay_s=0.02,
-    )
+    # "readings_at_limit" stores one message of MAX_READINGS distinct metrics; the metric
+    # limit (HUB_MAX_METRICS_PER_DEVICE) has tests of its own.
+    workers.start("ingest", HUB_MAX_METRICS_PER_DEVICE=str(MAX_READINGS))
+    workers.wait_ready("ingest")
+    workers.start_bridge(HUB_BATCH_MAX_DELAY_MS="20")
     expected = Counter({"invalid_topic": 1})
     for case in CASES:
         expected.update(case.rejections)
-    async with Running(config) as running:
-        bridge = running.bridge
-        await asyncio.to_thread(publish_corpus, mosquitto.port)
+    publish_corpus(workers.mosquitto.port)
 
-        async def all_counted() -> bool:
-            return (
-                bridge.stats.rejections == expected
-                and len(watcher.messages) == expected.total() - 1
-                and bridge.stats.unknown_device_readings == 2
-                and not bridge._pending
-            )
+    def counted() -> dict[str, Any]:
+        bridge, ingest = workers.metrics("bridge"), workers.metrics("ingest")
+        return {
+            "rejections": Counter(
+                {
+                    labels["reason"]: int(value)
+                    for name, labels, value in bridge.samples
+                    if name == "hub_rejections_total" and value
+                }
+            ),
+            "reports": len(watcher.messages),
+            "unknown": ingest.value("hub_readings_unknown_device_total"),
+            "pending": bridge.value("hub_bridge_readings_pending")
+            + bridge.value("hub_bridge_batches_in_flight")
+            + bridge.value("hub_bridge_batches_waiting"),
+        }
 
-        await async_wait_until(all_counted, timeout=30, message="every rejection counted")
-        # Still alive and storing: no reconnect, no task ended.
-        await asyncio.to_thread(survivor_publishes, mosquitto.port)
-        await async_wait_until(
-            lambda: _has(SURVIVOR), timeout=10, message="the survivor's reading stored"
-        )
-        assert bridge.stats.connects == 1
-        assert not any(task.done() for task in running.tasks)
+    wanted = {"rejections": expected, "reports": expected.total() - 1, "unknown": 2, "pending": 0}
+    try:
+        wait_until(lambda: counted() == wanted, timeout=30, message="every rejection counted")
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {counted()} != {wanted}\n{workers.logs()}") from None
+    # Still alive and storing: no reconnect, no worker stopped.
+    survivor_publishes(workers.mosquitto.port)
+    wait_until(lambda: stored_by_device().get(SURVIVOR), message="the survivor's reading stored")
+    assert workers.value("bridge", "hub_mqtt_connects_total") == 1
+    assert workers.value("bridge", "hub_mqtt_connected") == 1
+    workers.alive("bridge", "ingest")
     watcher.close()
 
-    errors = Counter()
+    errors: Counter[tuple[str, str]] = Counter()
     for topic, payload in watcher.messages:
         report = json.loads(payload)
         uid = topic.split("/")[1]
         assert report["topic"].startswith(f"devices/{uid}/")
         errors[(uid, report["error"].split(":", 1)[0])] += 1
-    stored = await stored_by_device()
+    stored = stored_by_device()
     for index, case in enumerate(CASES):
         uid = case_uid(index)
         assert {
@@ -130,11 +150,11 @@ async def test_every_hostile_message_ends_in_its_documented_rejection(mosquitto:
         } == case.rejections, case.name
         assert_stored(stored.pop(uid, {}), case.stored)
     assert stored == {SURVIVOR: {"alive": 1}}
-    statuses = await command_statuses()
+    statuses = command_statuses()
     for index, case in enumerate(CASES):
         if case.pending:
-            wanted = "pending" if case.rejections else "succeeded"
-            assert statuses[case_command(index)] == wanted, case.name
+            wanted_status = "pending" if case.rejections else "succeeded"
+            assert statuses[case_command(index)] == wanted_status, case.name
 
 
 def survivor_publishes(port: int) -> None:
@@ -142,7 +162,3 @@ def survivor_publishes(port: int) -> None:
     assert device.connect()
     assert device.publish(f"devices/{SURVIVOR}/telemetry", b'{"alive": 1}')
     device.close()
-
-
-async def _has(uid: str) -> bool:
-    return bool((await stored_by_device()).get(uid))

@@ -8,7 +8,7 @@ from tests.hub.test_settings import run_hub
 
 PRODUCTION = {
     "DATABASE_URL": "postgres://hub@db.example:5432/hub",
-    "REDIS_URL": "redis://redis.example:6379/0",
+    "REDIS_URL": "redis://:secret@redis.example:6379/0",
     "MQTT_URL": "mqtt://hub-bridge:secret@broker.example:1883",
     "MQTT_ADMIN_URL": "mqtt://hub-admin:secret@broker.example:1883",
     "ALLOWED_HOSTS": "hub.example",

@@ -21,4 +21,5 @@ def test_dynamic_security_conf_is_mosquitto_conf_with_the_plugin_and_no_anonymou
     assert managed.pop("plugin").endswith("mosquitto_dynamic_security.so")
     assert managed.pop("plugin_opt_config_file") == "/mosquitto/data/dynamic-security.json"
     assert managed.pop("per_listener_settings") == "false"
+    assert managed.pop("check_retain_source") == "true"
     assert managed == base

@@ -11,7 +11,7 @@ from devices.models import Command, Device
 from devices.services import command_create, device_authenticate
 from telemetry.services import readings_store_batch
 from tests.factories import make_device, make_user
-from tests.telemetry.conftest_api import RECEIVED_AT, T0, api_client
+from tests.telemetry.conftest_api import RECEIVED_AT, T0, api_client, response_json
 
 pytestmark = pytest.mark.django_db
 
@@ -72,9 +72,9 @@ def test_a_superuser_cannot_reach_another_users_device_through_the_api(alices, r
 
 def test_lists_and_fleet_latest_leave_other_users_devices_out(alices, root):
     api = api_client(root)
-    assert [d["uid"] for d in api.get("/api/v1/devices/").json()] == ["roots"]
-    assert api.get("/api/v1/latest/?devices=alices,roots").json() == {"roots": {}}
-    assert "alices" not in api.get("/api/v1/latest/").json()
+    assert [d["uid"] for d in response_json(api.get("/api/v1/devices/"))] == ["roots"]
+    assert response_json(api.get("/api/v1/latest/?devices=alices,roots")) == {"roots": {}}
+    assert "alices" not in response_json(api.get("/api/v1/latest/"))
 
 
 @pytest.mark.django_db(transaction=True)

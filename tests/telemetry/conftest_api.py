@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -37,3 +38,10 @@ def field_errors(response: Any) -> dict[str, list[str]]:
     for messages in body.values():
         assert isinstance(messages, list) and all(isinstance(m, str) for m in messages)
     return body
+
+
+def response_json(response: Any) -> Any:
+    """Return a response's JSON body, streamed (device lists, fleet latest) or not."""
+    if response.streaming:
+        return json.loads(b"".join(response.streaming_content))
+    return response.json()

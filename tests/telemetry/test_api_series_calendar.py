@@ -20,7 +20,7 @@ from telemetry.series import DAY, HOUR, MINUTE
 from telemetry.services import readings_store_batch
 from tests.factories import make_device, make_user
 from tests.telemetry.calendar_oracle import ZONES, aggregate, oracle_bounds
-from tests.telemetry.conftest_api import RECEIVED_AT, api_client, store
+from tests.telemetry.conftest_api import RECEIVED_AT, api_client, response_json, store
 from tests.telemetry.test_series import CLOCK_CHANGES, ms
 
 pytestmark = pytest.mark.django_db
@@ -228,5 +228,5 @@ def test_units_given_with_readings_come_back_with_series_and_latest():
         "rh": {"ts": "2025-11-26T06:00:00.000Z", "value": 40, "unit": "%"},
         "temp": {"ts": "2025-11-26T06:00:01.000Z", "value": 22.0, "unit": "Cel"},
     }
-    fleet = api.get("/api/v1/latest/", {"devices": "sensor-1"}).json()
+    fleet = response_json(api.get("/api/v1/latest/", {"devices": "sensor-1"}))
     assert fleet == {"sensor-1": latest}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import connection
 
 from telemetry import ingest
 from telemetry.models import Reading
@@ -54,3 +56,18 @@ async def test_worker_prunes_readings_past_retention(monkeypatch):
         lambda: sorted(Reading.objects.values_list("ts", flat=True))
     )()
     assert all(stamp > now - timedelta(days=2) for stamp in stamps)
+
+
+def test_pruning_on_an_executor_thread_closes_that_threads_connection():
+    # The executor's threads end with the worker's loop; their connections must not outlive
+    # them unclosed (Channels closes only connections past CONN_MAX_AGE).
+    seen: dict[str, bool] = {}
+
+    def prune() -> None:
+        ingest._prune_closing(now=datetime.now(UTC))
+        seen["open"] = connection.connection is not None
+
+    thread = threading.Thread(target=prune)
+    thread.start()
+    thread.join(30)
+    assert seen == {"open": False}

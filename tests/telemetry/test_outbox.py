@@ -3,7 +3,8 @@
 import json
 import time
 
-from telemetry.outbox import FrameBudget, Outbox, readings_frame
+from telemetry.fanout import readings_frame
+from telemetry.outbox import FrameBudget, Outbox
 
 
 def part(*values: float) -> str:
@@ -33,7 +34,7 @@ def test_outbox_drops_the_oldest_readings_past_its_bound():
 
 
 def test_frame_is_valid_json_with_any_uid():
-    frame = json.loads(readings_frame('we"ird\\uid', part(1.5)))
+    frame = json.loads(readings_frame('we"ird\\uid', [part(1.5)]))
     assert frame == {
         "type": "readings",
         "device": 'we"ird\\uid',

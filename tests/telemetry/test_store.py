@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from devices.models import Device, PresenceEvent
 from telemetry.models import LatestValue, Reading, RollupHour, RollupMinute
 from telemetry.services import readings_store_batch
 from telemetry.values import columns_to_value, datetime_to_ms
@@ -135,6 +136,42 @@ def test_last_seen_and_online_are_set():
     store([("d1", "t", T0, 1.0)])
     device.refresh_from_db()
     assert device.online and device.last_seen == NOW
+
+
+def test_coming_online_is_reported_once_and_last_seen_moves_by_its_resolution():
+    owner = make_user()
+    device, _ = make_device(owner, "d1")
+    retired, _ = make_device(owner, "d2")
+    Device.objects.filter(pk=retired.pk).update(active=False)
+
+    def at(seconds: float, ts: int):
+        received = NOW + timedelta(seconds=seconds)
+        readings = [("d1", "t", ts, 1.0), ("d2", "t", ts, 1.0)]
+        return readings_store_batch(readings=readings, received_at=received)
+
+    def seen() -> tuple[bool, datetime | None]:
+        device.refresh_from_db()
+        return device.online, device.last_seen
+
+    first = at(0, T0)
+    assert first.came_online == [(device.id, owner.id, "d1")]
+    assert first.unknown == {"d2": 1}
+    assert seen() == (True, NOW)
+    # Within LAST_SEEN_RESOLUTION (2 s) nothing changes; a duplicate still counts as heard.
+    assert at(1.5, T0).came_online == []
+    assert seen() == (True, NOW)
+    assert at(2.5, T0 + 1).came_online == []
+    assert seen() == (True, NOW + timedelta(seconds=2.5))
+    # Marked offline (a sweep): the next reading brings it back at once, resolution or not.
+    Device.objects.filter(pk=device.pk).update(online=False)
+    assert at(3, T0 + 2).came_online == [(device.id, owner.id, "d1")]
+    assert seen() == (True, NOW + timedelta(seconds=3))
+    events = PresenceEvent.objects.filter(device=device).order_by("at")
+    assert [(e.online, e.at, e.source) for e in events] == [
+        (True, NOW, "data"),
+        (True, NOW + timedelta(seconds=3), "data"),
+    ]
+    assert not PresenceEvent.objects.filter(device=retired).exists()
 
 
 def test_rollup_sum_overflow_does_not_fail_the_batch():

@@ -22,7 +22,9 @@ class Command(BaseCommand):
             "sync", help="create, repair, disable and delete broker clients to match the devices"
         )
         sync.add_argument(
-            "--dry-run", action="store_true", help="report what would change, change nothing"
+            "--dry-run",
+            action="store_true",
+            help="report what would change, change nothing; exit 1 when changes are needed",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -43,3 +45,8 @@ class Command(BaseCommand):
             self.stdout.write(line)
         if report.errors:
             raise CommandError(f"broker sync: {len(report.errors)} commands failed")
+        if dry_run and report.changes:
+            # Exit 1, so a check (cron, CI, a health probe) notices a broker out of sync.
+            raise CommandError(
+                f"broker sync --dry-run: {len(report.changes)} changes needed", returncode=1
+            )

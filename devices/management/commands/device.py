@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError, transaction
 
+from devices.broker import BrokerUnavailable
 from devices.models import Device
 from devices.selectors import uid_is_valid
 from devices.serializers import DUPLICATE_UID_MESSAGE, UID_MESSAGE
@@ -55,4 +56,6 @@ class Command(BaseCommand):
             raise CommandError(f"cannot register {uid!r}: {problems}") from None
         except IntegrityError:
             raise CommandError(f"uid {uid!r}: {DUPLICATE_UID_MESSAGE}") from None
+        except BrokerUnavailable as error:
+            raise CommandError(f"cannot register {uid!r}: {error.detail}") from None
         self.stdout.write(json.dumps({"uid": device.uid, "token": token}))

@@ -8,10 +8,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from bridges.mqtt.bridge import Bridge
+from bridges.mqtt.provision import ProvisionResponder
+from hub.broker import key_claim_answer_managed
+from hub.dependencies import dependencies_wait, redis_probe
 from hub.health import channel_layer_check, connected_check
 from hub.metrics import bridge_watch
 from hub.metrics_server import metrics_arguments, metrics_serving
-from hub.runtime import bridge_config, run_until_signalled
+from hub.runtime import bridge_config, redis_required, run_until_signalled
 
 
 class Command(BaseCommand):
@@ -25,6 +28,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Run the bridge; with --metrics-port, serve /metrics and /healthz beside it."""
+        redis_required("bridge")
         config = bridge_config()
 
         async def main(stop: asyncio.Event) -> None:
@@ -35,6 +39,11 @@ class Command(BaseCommand):
                 "channel_layer": channel_layer_check,
             }
             with metrics_serving(options, checks):
-                await bridge.run(stop)
+                # Redis unreachable at start: wait, one line per attempt. The bridge retries
+                # the broker itself, and Redis when it goes away later.
+                if await dependencies_wait(stop, "bridge", [redis_probe]):
+                    # Beside the bridge: the MQTT claims of devices (CONTRACT §7).
+                    responder = ProvisionResponder(config, key_claim_answer_managed)
+                    await asyncio.gather(bridge.run(stop), responder.run(stop))
 
         run_until_signalled(main)

@@ -7,8 +7,10 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
-from hub.conf import hub_settings
+from core.conf import hub_settings
+from hub.dependencies import database_probe_sync
 from hub.embedded import EmbeddedHub, ServeOptions
+from hub.startup import StartupError
 
 
 class Command(BaseCommand):
@@ -44,6 +46,9 @@ class Command(BaseCommand):
                 "and `hub ingest` beside Daphne for production."
             )
             raise SystemExit(2)
+        problem = database_probe_sync()
+        if problem is not None:
+            raise StartupError(problem)
         call_command("migrate", interactive=False, verbosity=0)
         EmbeddedHub(
             ServeOptions(

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from telemetry.services import PRUNE_BATCH_SIZE, readings_prune
+from telemetry.services import PRUNE_BATCH_SIZE, PruneCounts, readings_prune
 
 
 class Command(BaseCommand):
@@ -32,10 +32,24 @@ class Command(BaseCommand):
         """Prune, then print one line per table."""
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
-        counts = readings_prune(now=timezone.now(), batch_size=options["batch_size"])
-        self.stdout.write(
-            f"readings: {counts.readings} deleted "
-            f"(older than {counts.readings_before.isoformat(timespec='seconds')})\n"
-            f"rollups_1m: {counts.rollups_1m} deleted "
-            f"(older than {counts.rollups_1m_before.isoformat(timespec='seconds')})"
+        batch_size = options["batch_size"]
+        counts = readings_prune(now=timezone.now(), batch_size=batch_size)
+        self.stdout.write(prune_lines(counts, batch_size))
+
+
+def prune_lines(counts: PruneCounts, batch_size: int) -> str:
+    """Render what a prune removed: one line per table, chunks and rows apart."""
+    readings = (
+        f"readings: {counts.readings} deleted "
+        f"(older than {counts.readings_before.isoformat(timespec='seconds')})"
+    )
+    if counts.chunks.chunks:
+        readings += (
+            f": {counts.chunks.rows} in {counts.chunks.chunks} whole chunks dropped, "
+            f"{counts.readings_deleted} deleted row by row in batches of at most {batch_size}"
         )
+    return (
+        f"{readings}\n"
+        f"rollups_1m: {counts.rollups_1m} deleted "
+        f"(older than {counts.rollups_1m_before.isoformat(timespec='seconds')})"
+    )

@@ -43,24 +43,32 @@ export async function readingsSince(uid, start, onPage, { metric, maxPages = 10 
 }
 
 /**
- * POST a JSON document with the page's session; Django's CSRF check (which DRF's
- * SessionAuthentication applies) wants the form's token in the X-CSRFToken header.
- * Return `{ok, status, body}` (body: the decoded JSON, or null) and leave errors to the caller;
- * throw only when the hub cannot be reached.
+ * Send a JSON document (POST, PATCH; DELETE without one) with the page's session; Django's
+ * CSRF check (which DRF's SessionAuthentication applies) wants the page's token in the
+ * X-CSRFToken header. Return `{ok, status, body}` (body: the decoded JSON, or null) and leave
+ * errors to the caller; throw only when the hub cannot be reached.
  */
-export async function postJSON(url, document, { csrfToken, signal } = {}) {
+export async function sendJSON(method, url, payload, { csrfToken, signal } = {}) {
+  const headers = { Accept: "application/json", "X-CSRFToken": csrfToken ?? pageCsrfToken() };
+  if (payload !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(url, {
-    method: "POST",
+    method,
     credentials: "same-origin",
-    headers: {
-      Accept: "application/json",
-      "Content-Type": "application/json",
-      "X-CSRFToken": csrfToken ?? "",
-    },
-    body: JSON.stringify(document),
+    headers,
+    body: payload === undefined ? undefined : JSON.stringify(payload),
     signal,
   });
   const type = response.headers.get("Content-Type") || "";
   const body = type.startsWith("application/json") ? await response.json() : null;
   return { ok: response.ok, status: response.status, body };
+}
+
+/** POST a JSON document with the page's session (see sendJSON). */
+export function postJSON(url, payload, options = {}) {
+  return sendJSON("POST", url, payload, options);
+}
+
+/** Return the CSRF token of the page's forms (every page has one: the log-out form). */
+export function pageCsrfToken() {
+  return document.querySelector("input[name=csrfmiddlewaretoken]")?.value ?? "";
 }

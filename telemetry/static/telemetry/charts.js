@@ -82,14 +82,32 @@ export class SeriesBuffer {
  * An x range `windowMs` long ending now, moving with each redraw; or ending at the
  * newest point when that is later (a device clock a little ahead, or ours behind).
  */
-function slidingRange(windowMs) {
-  return (u, dataMin, dataMax) => {
-    const end = Math.max(now() / 1000, dataMax ?? -Infinity);
+function slidingRange(windowMs, buffer) {
+  // The buffer's newest point, not uPlot's dataMax: for a lone point uPlot passes a
+  // dataMax a day after it, which would slide the window a day ahead of the point.
+  return () => {
+    const end = Math.max(now() / 1000, buffer.lastMs == null ? -Infinity : buffer.lastMs / 1000);
     return [end - windowMs / 1000, end];
   };
 }
 
-const valueLabel = (u, value) => (value == null ? "–" : formatValue(value));
+// The y range of a chart spans at least this share of its values' magnitude: a battery
+// at 3.5 V with ±0.003 V of noise shows a flat line with a ripple, not noise full height.
+const MIN_RELATIVE_SPAN = 0.05;
+
+/** Return a y range around [min, max]: at least MIN_RELATIVE_SPAN of the values, rounded. */
+export function valueRange(min, max) {
+  if (min == null || max == null || !Number.isFinite(min) || !Number.isFinite(max)) return [0, 1];
+  const middle = (min + max) / 2;
+  const half = Math.max((max - min) / 2, (Math.abs(middle) * MIN_RELATIVE_SPAN) / 2) || 1;
+  return uPlot.rangeNum(middle - half, middle + half, 0.1, true);
+}
+
+const yRange = (u, min, max) => valueRange(min, max);
+
+// With no cursor on the chart, the legend names the series without made-up values.
+const valueLabel = (u, value) => (value == null ? "" : formatValue(value));
+const timeLabel = (u, value) => (value == null ? "" : new Date(value * 1000).toLocaleString());
 
 /**
  * Where uPlot draws a line but no dots (dense data), still dot the points that have
@@ -131,7 +149,7 @@ export function sparkline(element, buffer, { windowMs, width = 120, height = 28 
     cursor: { show: false },
     select: { show: false },
     legend: { show: false },
-    scales: { x: { time: false, range: slidingRange(windowMs) } },
+    scales: { x: { time: false, range: slidingRange(windowMs, buffer) }, y: { range: yRange } },
     axes: [{ show: false }, { show: false }],
     series: [
       {},
@@ -146,13 +164,14 @@ export function liveChart(element, buffer, { label, windowMs, height = 170 }) {
   const options = {
     width: element.clientWidth || 300,
     height,
-    scales: { x: { time: true, range: slidingRange(windowMs) } },
+    scales: { x: { time: true, range: slidingRange(windowMs, buffer) }, y: { range: yRange } },
     axes: [
       { stroke: AXIS, grid: GRID, ticks: GRID, space: 80 },
       { stroke: AXIS, grid: GRID, ticks: GRID, size: 56 },
     ],
     legend: { show: false }, // the caption shows the latest value
     series: [{}, { label, stroke: ACCENT, width: 1.5, fill: ACCENT_FILL, points: POINTS }],
+    hooks: SHOW_RANGES,
   };
   const plot = new uPlot(options, [buffer.xs, buffer.ys], element);
   followWidth(element, plot);
@@ -164,6 +183,18 @@ export function redraw(plot, buffer) {
   plot.setData([buffer.xs, buffer.ys]);
   plot.root.parentElement.dataset.points = String(buffer.length);
 }
+
+/** After each draw, keep the x range (epoch s) and y range on the chart's box: data-x, data-y. */
+const SHOW_RANGES = {
+  draw: [
+    (u) => {
+      const { x, y } = u.scales;
+      const box = u.root.parentElement;
+      box.dataset.x = `${Math.round(x.min)},${Math.round(x.max)}`;
+      box.dataset.y = `${y.min},${y.max}`;
+    },
+  ],
+};
 
 const UNIT_MS = { s: 1000, m: 60000, h: 3600000, d: 86400000, w: 604800000, mo: 2592000000 };
 
@@ -209,18 +240,22 @@ export function historyChart(element, view, { height = 260 } = {}) {
   const options = {
     width: element.clientWidth || 300,
     height,
-    scales: { x: { time: true, range: () => [view.start / 1000, view.end / 1000] } },
+    scales: {
+      x: { time: true, range: () => [view.start / 1000, view.end / 1000] },
+      y: { range: yRange },
+    },
     axes: [
       { stroke: AXIS, grid: GRID, ticks: GRID },
       { stroke: AXIS, grid: GRID, ticks: GRID, size: 56 },
     ],
     series: [
-      {},
+      { value: timeLabel },
       { label: "avg", stroke: ACCENT, width: 2, value: valueLabel, points: POINTS },
       { label: "max", ...edge },
       { label: "min", ...edge },
     ],
     bands: [{ series: [2, 3], fill: BAND_FILL }],
+    hooks: SHOW_RANGES,
   };
   const plot = new uPlot(options, [[], [], [], []], element);
   followWidth(element, plot);

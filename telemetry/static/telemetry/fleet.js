@@ -1,11 +1,16 @@
-// Fleet page: every own device with its state, last seen, latest values and a sparkline,
+// Fleet page: every own device with its state, its active alarms (count and worst severity),
+// last seen, its first few latest values (by metric name, then "+N more") and a sparkline,
 // live over one socket subscribed to "*". DOM changes are batched once per animation frame.
 
-import { deviceUrl, getJSON } from "./api.js";
+import { AlarmBadge } from "../alarms/badge.js";
+import { SEVERITIES, severityRank } from "../alarms/text.js";
+import { deviceUrl, getJSON, query } from "./api.js";
 import { SeriesBuffer, redraw, sparkline } from "./charts.js";
 import {
+  byRank,
   formatAgo,
   formatTime,
+  formatUnit,
   formatValue,
   isNumeric,
   now,
@@ -19,14 +24,21 @@ const SPARK_WINDOW_MS = 10 * 60 * 1000;
 const SPARK_POINTS = 120; // 10-s averages (sparkdata.js): two windows' worth
 // Visible sparklines slide with time even without new readings.
 const SLIDE_EVERY_S = 5;
+// After a reconnect, the active alarms are read again: at most this many pages of 100.
+const ALARM_PAGES = 10;
+// Metrics first heard of live have their units read from REST after this long, together.
+const UNITS_READ_MS = 2000;
 
 const data = JSON.parse(document.getElementById("page-data").textContent);
 syncClock(data.server_now);
+// Values shown per device, whatever it holds: the server sends as many.
+const SHOWN = data.fleet_values || 6;
 
 const table = document.getElementById("fleet");
 const tbody = table.querySelector("tbody");
 const filterBox = document.getElementById("filter");
 const badge = document.getElementById("connection");
+const alarmBadge = new AlarmBadge({ everyDevice: true });
 const devices = new Map();
 
 // --- state -------------------------------------------------------------------
@@ -38,6 +50,11 @@ function addDevice(info) {
     online: Boolean(info.online),
     lastSeen: parseTs(info.last_seen),
     latest: new Map(),
+    units: new Map(), // metric -> its unit (SenML `u`), for those that have one
+    names: new Set(), // every metric name the page knows of
+    total: info.metrics ?? 0, // how many metrics the device has (at least names.size)
+    shown: new Set(), // the first SHOWN names: the only ones with a value cell
+    namesChanged: true,
     changed: new Set(), // metrics whose value cell is stale
     stateChanged: true,
     sparkMetric: null,
@@ -47,20 +64,56 @@ function addDevice(info) {
     sparkDirty: false,
     seeded: false,
     visible: false,
+    // Active alarms: the page knows some by id (the worst few, then those frames tell of);
+    // `unlisted` more exist that it knows only as a count.
+    alarms: new Map(),
+    unlisted: 0,
+    alarmsChanged: true,
   };
   device.row = buildRow(device);
   devices.set(device.uid, device);
   countsChanged = true;
+  setAlarms(device, info.alarms?.open ?? [], info.alarms?.active ?? 0);
   mergeLatest(device, info.latest || {});
   insertRow(device);
   return device;
 }
 
 function mergeLatest(device, latest) {
-  for (const [metric, { ts, value }] of Object.entries(latest)) {
+  for (const [metric, { ts, value, unit }] of Object.entries(latest)) {
     updateLatest(device, metric, parseTs(ts), value);
+    if (typeof unit === "string" && unit && device.units.get(metric) !== unit) {
+      device.units.set(metric, unit);
+      device.changed.add(metric);
+    }
   }
   chooseSparkMetric(device);
+}
+
+// A metric first heard of live: its unit comes from REST, once, for a burst of them.
+const unitsAsked = new Set();
+let unitsTimer = null;
+
+function unitsSoon(device, metric) {
+  const key = `${device.uid}\n${metric}`;
+  if (device.units.has(metric) || unitsAsked.has(key)) return;
+  unitsAsked.add(key);
+  if (unitsTimer !== null) return;
+  unitsTimer = setTimeout(async () => {
+    unitsTimer = null;
+    try {
+      const latest = await getJSON("/api/v1/latest/");
+      for (const [uid, values] of Object.entries(latest)) {
+        const known = devices.get(uid);
+        if (known) {
+          mergeLatest(known, values);
+          touch(known);
+        }
+      }
+    } catch (error) {
+      console.warn("units:", error.message);
+    }
+  }, UNITS_READ_MS);
 }
 
 function updateLatest(device, metric, ms, value) {
@@ -69,15 +122,86 @@ function updateLatest(device, metric, ms, value) {
   if (current && current.ts > ms) return;
   device.latest.set(metric, { ts: ms, value });
   device.changed.add(metric);
+  if (!device.names.has(metric)) {
+    device.names.add(metric);
+    device.total = Math.max(device.total, device.names.size);
+    device.namesChanged = true;
+  }
 }
 
 function chooseSparkMetric(device) {
   if (device.sparkMetric) return;
   const numeric = [...device.latest].filter(([, latest]) => isNumeric(latest.value));
   if (!numeric.length) return;
-  device.sparkMetric = numeric.map(([metric]) => metric).sort()[0];
+  device.sparkMetric = numeric.map(([metric]) => metric).sort(byRank)[0];
   device.row.sparkLabel.textContent = device.sparkMetric;
   if (device.visible) seedSparkline(device, SPARK_WINDOW_MS);
+}
+
+function setAlarms(device, open, active) {
+  device.alarms = new Map(open.map((alarm) => [alarm.id, alarm]));
+  device.unlisted = Math.max(0, active - open.length);
+  device.alarmsChanged = true;
+  countsChanged = true;
+}
+
+function onAlarm(frame) {
+  alarmBadge.onFrame(frame);
+  const device = devices.get(frame.device);
+  if (!device) return;
+  const known = device.alarms.has(frame.id);
+  if (frame.state === "active") {
+    device.alarms.set(frame.id, { severity: frame.severity, acknowledged: frame.acknowledged });
+  } else {
+    device.alarms.delete(frame.id);
+  }
+  if (!known && device.unlisted > 0) {
+    // Maybe one the page counts but does not know: new, or one of the unlisted? REST says.
+    refreshDeviceAlarms(device).catch((error) => console.warn("alarms:", error.message));
+  }
+  device.alarmsChanged = true;
+  countsChanged = true;
+  touch(device);
+}
+
+async function refreshDeviceAlarms(device) {
+  // One read at a time per device; frames meanwhile ask for one more after it.
+  if (device.alarmsLoading) {
+    device.alarmsAgain = true;
+    return;
+  }
+  device.alarmsLoading = true;
+  try {
+    const body = await getJSON(`/api/v1/alarms/?${query({ state: "active", device: device.uid })}`);
+    // Past one page (100) the count is shown as "100+".
+    setAlarms(device, body.results, body.results.length + (body.next ? 1 : 0));
+    touch(device);
+  } finally {
+    device.alarmsLoading = false;
+    if (device.alarmsAgain) {
+      device.alarmsAgain = false;
+      refreshDeviceAlarms(device).catch((error) => console.warn("alarms:", error.message));
+    }
+  }
+}
+
+async function refreshAlarms() {
+  const open = new Map();
+  let url = "/api/v1/alarms/?state=active";
+  for (let page = 0; url && page < ALARM_PAGES; page += 1) {
+    const body = await getJSON(url);
+    for (const alarm of body.results) {
+      if (!open.has(alarm.device)) open.set(alarm.device, []);
+      open.get(alarm.device).push(alarm);
+    }
+    url = body.next;
+  }
+  for (const device of devices.values()) {
+    const found = open.get(device.uid);
+    // Beyond the pages read, a device the pages did not name keeps what it had.
+    if (found || !url) setAlarms(device, found ?? [], (found ?? []).length);
+    touch(device);
+  }
 }
 
 function setOnline(device, online) {
@@ -112,6 +236,7 @@ function onFrame(frame) {
     device.lastSeen = now();
     for (const reading of frame.readings) {
       const ms = parseTs(reading.ts);
+      if (!device.units.has(reading.metric)) unitsSoon(device, reading.metric);
       updateLatest(device, reading.metric, ms, reading.value);
       if (!device.sparkMetric && isNumeric(reading.value)) chooseSparkMetric(device);
       if (reading.metric === device.sparkMetric && isNumeric(reading.value)) {
@@ -119,6 +244,8 @@ function onFrame(frame) {
       }
     }
     touch(device);
+  } else if (frame.type === "alarm") {
+    onAlarm(frame);
   } else if (frame.type === "status") {
     const device = ensureDevice(frame.device);
     setOnline(device, frame.online);
@@ -157,6 +284,10 @@ function onSubscribed(frame, { reconnected }) {
   if (reconnected || unknown) {
     refresh().catch((error) => console.warn("refresh after reconnect:", error.message));
   }
+  if (reconnected) {
+    alarmBadge.soon();
+    refreshAlarms().catch((error) => console.warn("alarms after reconnect:", error.message));
+  }
 }
 
 // --- DOM ---------------------------------------------------------------------
@@ -182,8 +313,18 @@ function buildRow(device) {
   const state = cell(tr, "state");
   const stateText = document.createElement("span");
   state.append(stateText);
+  const alarms = document.createElement("a");
+  alarms.className = "alarm-pill";
+  alarms.href = `/alarms/?${query({ device: device.uid })}`;
+  alarms.hidden = true;
+  cell(tr, "alarm-cell").append(alarms);
   const seen = cell(tr, "seen");
   const values = cell(tr, "values");
+  const more = document.createElement("a");
+  more.className = "more";
+  more.href = `/devices/${encodeURIComponent(device.uid)}/`;
+  more.hidden = true;
+  values.append(more);
   const spark = cell(tr, "spark");
   const sparkPlot = document.createElement("div");
   sparkPlot.className = "spark-plot";
@@ -192,7 +333,19 @@ function buildRow(device) {
   spark.append(sparkPlot, sparkLabel);
   byRow.set(tr, device);
   rowObserver.observe(tr);
-  return { tr, name, stateText, seen, values, spark, sparkPlot, sparkLabel, spans: new Map() };
+  return {
+    tr,
+    name,
+    stateText,
+    alarms,
+    seen,
+    values,
+    more,
+    spark,
+    sparkPlot,
+    sparkLabel,
+    spans: new Map(),
+  };
 }
 
 function insertRow(device) {
@@ -228,11 +381,32 @@ function valueSpan(device, metric) {
   const key = document.createElement("span");
   key.className = "key";
   key.textContent = metric;
-  span.append(key, document.createElement("b"));
+  const unit = document.createElement("span");
+  unit.className = "unit";
+  span.append(key, document.createElement("b"), unit);
   spans.set(metric, span);
   const after = [...spans.keys()].sort().find((other) => other > metric);
-  values.insertBefore(span, after ? spans.get(after) : null);
+  values.insertBefore(span, after ? spans.get(after) : device.row.more);
   return span;
+}
+
+function renderNames(device) {
+  // Only the first SHOWN metrics by name get a cell; a new name may push one out.
+  device.namesChanged = false;
+  const shown = [...device.names].sort().slice(0, SHOWN);
+  const keep = new Set(shown);
+  for (const [metric, span] of device.row.spans) {
+    if (!keep.has(metric)) {
+      span.remove();
+      device.row.spans.delete(metric);
+    }
+  }
+  for (const metric of shown) if (!device.row.spans.has(metric)) device.changed.add(metric);
+  device.shown = keep;
+  const more = device.total - shown.length;
+  device.row.more.hidden = more <= 0;
+  device.row.more.textContent = `+${more} more`;
+  device.row.more.title = `${device.total} metrics: see them all on the device's page`;
 }
 
 function render(device) {
@@ -244,14 +418,42 @@ function render(device) {
     row.tr.classList.toggle("offline", !device.online);
     applyFilterTo(device);
   }
+  if (device.namesChanged) renderNames(device);
+  if (device.alarmsChanged) renderAlarms(device);
   for (const metric of device.changed) {
+    if (!device.shown.has(metric)) continue;
     const { ts, value } = device.latest.get(metric);
     const span = valueSpan(device, metric);
-    span.lastChild.textContent = formatValue(value);
+    span.querySelector("b").textContent = formatValue(value);
+    span.lastChild.textContent = formatUnit(device.units.get(metric));
     span.title = `${metric} at ${formatTime(ts)}`;
   }
   device.changed.clear();
   renderSeen(device);
+}
+
+function alarmSummary(device) {
+  let worst = null;
+  let unacknowledged = 0;
+  for (const alarm of device.alarms.values()) {
+    if (worst === null || severityRank(alarm.severity) < severityRank(worst)) worst = alarm.severity;
+    if (!alarm.acknowledged) unacknowledged += 1;
+  }
+  return { active: device.alarms.size + device.unlisted, worst, unacknowledged };
+}
+
+function renderAlarms(device) {
+  device.alarmsChanged = false;
+  const { active, worst, unacknowledged } = alarmSummary(device);
+  const pill = device.row.alarms;
+  pill.hidden = active === 0;
+  device.row.tr.dataset.alarms = String(active);
+  if (!active) return;
+  pill.className = `alarm-pill sev-${SEVERITIES.includes(worst) ? worst : "unknown"}`;
+  pill.textContent = `${active > 100 ? "100+" : active} · ${worst ?? "active"}`;
+  pill.dataset.worst = worst ?? "";
+  const acknowledged = device.unlisted ? "" : `, ${unacknowledged} not acknowledged`;
+  pill.title = `${active} active alarm${active === 1 ? "" : "s"}${acknowledged}; worst: ${worst}`;
 }
 
 function renderSeen(device) {
@@ -267,6 +469,10 @@ function renderCounts() {
   for (const device of devices.values()) if (device.online) online += 1;
   document.getElementById("count-online").textContent = String(online);
   document.getElementById("count-offline").textContent = String(devices.size - online);
+  let alarmed = 0;
+  for (const device of devices.values()) if (device.alarms.size + device.unlisted > 0) alarmed += 1;
+  document.getElementById("count-alarmed").textContent = String(alarmed);
+  document.getElementById("count-alarmed").parentElement.classList.toggle("some", alarmed > 0);
   document.getElementById("fleet-empty").hidden = devices.size > 0;
   table.hidden = devices.size === 0;
 }

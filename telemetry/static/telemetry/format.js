@@ -51,3 +51,41 @@ export function formatAgo(ms, at = now()) {
 export function formatTime(ms) {
   return ms == null ? "" : new Date(ms).toLocaleString();
 }
+
+/** Say a count with its noun: "1 bucket", "2 buckets", "0 readings" (`many` for irregular plurals). */
+export function plural(count, one, many = `${one}s`) {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
+// SenML's unit names (RFC 8428 §12.1) as people write them; the rest show as sent.
+const UNIT_SYMBOLS = { Cel: "°C", degC: "°C", degF: "°F", "%RH": "% RH", "/": "" };
+
+/** Show a unit as people write it ("Cel" reads "°C"), or "" for none. */
+export function formatUnit(unit) {
+  if (typeof unit !== "string" || !unit) return "";
+  return UNIT_SYMBOLS[unit] ?? unit;
+}
+
+// Which metric a page shows first, when nothing else says: what people watch (by these
+// names, then any other by name), and a device's own housekeeping last.
+const FIRST_METRICS = ["temperature", "humidity", "pressure", "co2", "power", "energy"];
+const LAST_METRICS = ["battery", "voltage", "rssi", "signal", "uptime"];
+
+/** Return a sort key of a metric name: the ones worth showing first sort first. */
+export function metricRank(metric) {
+  const name = metric.toLowerCase();
+  const first = FIRST_METRICS.findIndex((word) => name === word || name.startsWith(`${word}_`));
+  if (first >= 0) return [0, first, metric];
+  const last = LAST_METRICS.some((word) => name === word || name.startsWith(`${word}_`));
+  return [last ? 2 : 1, 0, metric];
+}
+
+/** Compare two metric names by metricRank(). */
+export function byRank(a, b) {
+  const [x, y] = [metricRank(a), metricRank(b)];
+  for (let i = 0; i < x.length; i += 1) {
+    if (x[i] < y[i]) return -1;
+    if (x[i] > y[i]) return 1;
+  }
+  return 0;
+}

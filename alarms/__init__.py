@@ -1,0 +1,1 @@
+"""The alarms app: rules over device metrics, alarms with their events, webhooks."""

@@ -1,0 +1,81 @@
+"""The webhook outbox: each alarm change becomes one Delivery per enabled webhook of its owner.
+
+Written in the transaction that makes the change, so a crash after commit delays a
+notification and never loses it; alarms/delivery.py sends them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from alarms.documents import alarm_document
+from alarms.models import Alarm, Delivery, Webhook
+
+# Webhook event names, one per kind of change (CONTRACT §6).
+EVENTS = {
+    "raised": "alarm.raised",
+    "updated": "alarm.updated",
+    "acknowledged": "alarm.acknowledged",
+    "cleared": "alarm.cleared",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One alarm change to notify: its kind, and a copy of the alarm as it was then."""
+
+    alarm: Alarm
+    kind: str
+    device_uid: str
+    acknowledged_by: str | None
+
+    def document(self) -> dict[str, Any]:
+        """Return the alarm as REST showed it then."""
+        return alarm_document(
+            self.alarm, device_uid=self.device_uid, acknowledged_by=self.acknowledged_by
+        )
+
+
+def delivery_body(*, event: str, delivery: str, document: dict[str, Any]) -> str:
+    """Return the exact JSON text POSTed (and signed) for one delivery."""
+    return orjson.dumps({"event": event, "delivery": delivery, "alarm": document}).decode()
+
+
+def deliveries_enqueue(notices: Sequence[Notice]) -> set[int]:
+    """Write a delivery per (notice, enabled webhook of its owner), in notice order.
+
+    Return the owners who got some: only they need the delivery loop woken. Documents
+    are built for those only (most batches' changes have no webhook to go to).
+    """
+    if not notices:
+        return set()
+    hooks: dict[int, list[int]] = {}
+    for hook_id, owner_id in Webhook.objects.filter(
+        owner_id__in={notice.alarm.owner_id for notice in notices}, enabled=True
+    ).values_list("id", "owner_id"):
+        hooks.setdefault(owner_id, []).append(hook_id)
+    if not hooks:
+        return set()
+    rows = []
+    for notice in notices:
+        event = EVENTS[notice.kind]
+        owner_hooks = hooks.get(notice.alarm.owner_id, ())
+        document = notice.document() if owner_hooks else {}
+        for hook_id in owner_hooks:
+            delivery = uuid.uuid4()
+            rows.append(
+                Delivery(
+                    uid=delivery,
+                    webhook_id=hook_id,
+                    alarm_id=notice.alarm.pk,
+                    event=event,
+                    body=delivery_body(event=event, delivery=str(delivery), document=document),
+                )
+            )
+    Delivery.objects.bulk_create(rows)
+    return set(hooks)

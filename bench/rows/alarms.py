@@ -1,0 +1,149 @@
+"""The alarms row (issue 14): the hub row over 1 000 devices with one enabled alarm rule each.
+
+The rules' shape (ALARM_RULES, run in `hub shell -c` on the row's own template):
+one `above` rule on `temperature` per device, alternating —
+
+- odd devices: `above 25.5, clear 24.0` (major). The publisher's temperature of
+  a device is a sawtooth over 18.00-25.99 °C that repeats every 64 messages
+  (bench/load/publisher.py, value_tables), so each of these rules raises once,
+  may update its alarm while the value climbs and clears once per cycle: at
+  5 000 msg/s over 1 000 devices, an alarm raised and cleared every 12.8 s per
+  odd device (≈ 39 raises and 39 clears a second). The raise's device `ts` is
+  the publish time of the reading that crossed 25.5, so the `alarm` frame's
+  `at` gives publish → frame latency.
+- even devices: `above 30.0` (minor), never crossed: evaluated on every batch,
+  never firing (the steady state of most rules: no state row, no write).
+
+Besides the runner's phases the row drains queued backlogs with the rules
+disabled and enabled in turn (ABBA, `--alarm-pairs`), so the cost of the rules
+is also measured at equal load, in the same processes, minutes apart.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+from bench.rows.burst import drain_probe
+from bench.rows.hub import HubRow
+from bench.rows.runner import RowRunner
+
+ODD_THRESHOLD = 25.5
+ODD_CLEAR = 24.0
+EVEN_THRESHOLD = 30.0
+# Seeds the rules on the alarms row's template, whose devices are `{prefix}NNNN`.
+ALARM_RULES = """
+from django.contrib.auth import get_user_model
+from alarms.models import AlarmRule
+from devices.models import Device
+owner = get_user_model().objects.get(username="bench")
+rules = []
+for device in Device.objects.filter(owner=owner).order_by("uid"):
+    odd = int(device.uid.rsplit("-", 1)[1]) % 2 == 1
+    rules.append(AlarmRule(
+        owner=owner, device=device, metric="temperature", condition="above",
+        name=("hot " if odd else "overheat ") + device.uid,
+        threshold={odd_threshold} if odd else {even_threshold},
+        clear={odd_clear} if odd else None,
+        severity="major" if odd else "minor",
+    ))
+AlarmRule.objects.bulk_create(rules)
+print("RULES %d" % AlarmRule.objects.filter(enabled=True).count())
+"""
+
+
+def rules_script() -> str:
+    """Return the `hub shell -c` script that creates the row's rules."""
+    return ALARM_RULES.format(
+        odd_threshold=ODD_THRESHOLD, odd_clear=ODD_CLEAR, even_threshold=EVEN_THRESHOLD
+    )
+
+
+class AlarmsRow(HubRow):
+    """The hub row on a template with 1 000 devices and 1 000 enabled rules."""
+
+    name = "alarms"
+    counted = (
+        "readings committed ÷ 3, as for the hub (1 000 devices, one enabled rule each, "
+        "evaluated in the batch's transaction)"
+    )
+    memory_watch = ("bridge", "ingest")
+
+    async def rules_enable(self, enabled: bool) -> int:
+        """Enable or disable every rule (evaluation reads them per batch); return how many."""
+        assert self.conn is not None
+        cursor = await self.conn.execute("UPDATE alarms_alarmrule SET enabled = %s", (enabled,))
+        return cursor.rowcount
+
+    async def alarm_counts(self) -> dict[str, int]:
+        """Return the alarms and alarm events written so far, by state and kind."""
+        assert self.conn is not None
+        counts: dict[str, int] = {}
+        cursor = await self.conn.execute("SELECT state, count(*) FROM alarms_alarm GROUP BY 1")
+        for state, count in await cursor.fetchall():
+            counts[f"alarms_{state}"] = int(count)
+        cursor = await self.conn.execute("SELECT kind, count(*) FROM alarms_alarmevent GROUP BY 1")
+        for kind, count in await cursor.fetchall():
+            counts[f"events_{kind}"] = int(count)
+        return counts
+
+    async def consistency(self) -> dict[str, Any]:
+        """Return the hub's checks and the alarms the row raised."""
+        return {**await super().consistency(), **await self.alarm_counts()}
+
+
+class AlarmsRunner(RowRunner):
+    """The hub's phases, plus drains with the rules off and on after the prime."""
+
+    def __init__(self, *args: Any, pairs: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pairs = pairs
+
+    async def prime(self) -> None:
+        """Prime, then drain backlogs with the rules disabled and enabled (ABBA)."""
+        await super().prime()
+        row = self.row
+        assert isinstance(row, AlarmsRow)
+        if not self.plan.drain_messages or self.pairs < 1:
+            return
+        drains: list[dict[str, Any]] = []
+        began = time.monotonic()
+        try:
+            for enabled in pair_order(self.pairs):
+                rules = await row.rules_enable(enabled)
+                self.say(f"paired drain with {rules} rules {'enabled' if enabled else 'disabled'}")
+                drain = await drain_probe(self)
+                drains.append({**drain, "rules_enabled": enabled})
+        finally:
+            await row.rules_enable(True)
+            self.result.pop("drain", None)
+            self.result["paired"] = paired_summary(drains)
+            # The ladder's time budget starts after the paired drains, as for the other rows.
+            self.started += time.monotonic() - began
+
+
+def pair_order(pairs: int) -> list[bool]:
+    """Return rules-enabled flags in ABBA order (off on, on off, …): drift hits both alike."""
+    order: list[bool] = []
+    for index in range(pairs):
+        order += [False, True] if index % 2 == 0 else [True, False]
+    return order
+
+
+def paired_summary(drains: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the drain rates with the rules on and off, and their ratio."""
+    on = [d["rate"] for d in drains if d["rules_enabled"] and d.get("rate")]
+    off = [d["rate"] for d in drains if not d["rules_enabled"] and d.get("rate")]
+    summary: dict[str, Any] = {
+        "drains": [
+            {key: d.get(key) for key in ("rules_enabled", "messages", "rate", "exactly_once")}
+            for d in drains
+        ],
+        "on": on,
+        "off": off,
+        "exactly_once": all(d.get("exactly_once") for d in drains),
+    }
+    if on and off:
+        summary["ratio"] = statistics.mean(on) / statistics.mean(off)
+    return summary

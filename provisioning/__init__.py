@@ -1,0 +1,1 @@
+"""Provisioning keys: devices claim their own credentials (CONTRACT §7)."""
