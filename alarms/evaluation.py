@@ -98,7 +98,7 @@ class Changes:
             self.updated[alarm.pk] = alarm
         self.events.append((alarm, copy.copy(alarm), kind, at, value, user_id))
 
-    def save(self, *, usernames: Mapping[int, str] | None = None) -> list[AlarmChange]:
+    def save(self) -> list[AlarmChange]:
         """Write the alarms, their events and webhook deliveries; return the socket changes."""
         if not self.events:
             return []
@@ -109,12 +109,10 @@ class Changes:
             AlarmEvent(alarm=alarm, kind=kind, at=at, user_id=user_id, value=value)
             for alarm, _, kind, at, value, user_id in self.events
         )
-        names = usernames or {}
         notices = []
         for alarm, snapshot, kind, _, _, _ in self.events:
             snapshot.pk = alarm.pk
-            acknowledger = names.get(snapshot.acknowledged_by_id or 0)
-            notices.append(Notice(snapshot, kind, self.uids[alarm.device_id], acknowledger))
+            notices.append(Notice(snapshot, kind, self.uids[alarm.device_id]))
         hooked = deliveries_enqueue(notices)
         changes = [
             alarm_change(
@@ -240,7 +238,6 @@ def rules_evaluate(
     changes = Changes()
     dirty: list[RuleState] = []
     idle: list[int] = []
-    usernames: dict[int, str] = {}
     states = _states_locked(lock, create)
     late = newest(_new_series(states, pairs, series))
     for key, state in states.items():
@@ -249,8 +246,6 @@ def rules_evaluate(
         uid = by_id[device_id][0]
         before = tuple(getattr(state, name) for name in STATE_FIELDS)
         alarm = state.alarm if state.alarm is not None and state.alarm.state == "active" else None
-        if alarm is not None and alarm.acknowledged_by is not None:
-            usernames[alarm.acknowledged_by.pk] = alarm.acknowledged_by.get_username()
         points = sorted(series[(device_id, rule.metric)], key=lambda point: point[0])
         if rule.condition == Condition.NO_DATA:
             alarm = _no_data_heard(rule, state, alarm, points, received_at, changes, uid)
@@ -265,7 +260,7 @@ def rules_evaluate(
         if tuple(getattr(state, name) for name in STATE_FIELDS) != before:
             dirty.append(state)
     # Alarms first: the states point at the ones just opened.
-    saved = changes.save(usernames=usernames)
+    saved = changes.save()
     states_write(dirty)
     if idle:
         RuleState.objects.filter(pk__in=idle).delete()
@@ -348,7 +343,7 @@ def _states_locked(
     def locked() -> dict[tuple[int, int], RuleState]:
         rows = (
             RuleState.objects.select_for_update(of=("self",))
-            .select_related("alarm", "alarm__acknowledged_by")
+            .select_related("alarm")
             .filter(rule_id__in=rule_ids, device_id__in=device_ids)
             .order_by("rule_id", "device_id")
         )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from django.contrib.auth import get_user_model
 
 from alarms.documents import alarm_document
 from alarms.models import Alarm, Delivery, Webhook
@@ -32,13 +33,6 @@ class Notice:
     alarm: Alarm
     kind: str
     device_uid: str
-    acknowledged_by: str | None
-
-    def document(self) -> dict[str, Any]:
-        """Return the alarm as REST showed it then."""
-        return alarm_document(
-            self.alarm, device_uid=self.device_uid, acknowledged_by=self.acknowledged_by
-        )
 
 
 def delivery_body(*, event: str, delivery: str, document: dict[str, Any]) -> str:
@@ -49,8 +43,9 @@ def delivery_body(*, event: str, delivery: str, document: dict[str, Any]) -> str
 def deliveries_enqueue(notices: Sequence[Notice]) -> set[int]:
     """Write a delivery per (notice, enabled webhook of its owner), in notice order.
 
-    Return the owners who got some: only they need the delivery loop woken. Documents
-    are built for those only (most batches' changes have no webhook to go to).
+    Return the owners who got some: only they need the delivery loop woken. Documents,
+    and the names of who acknowledged the alarms, are looked up for those only (most
+    batches' changes have no webhook to go to).
     """
     if not notices:
         return set()
@@ -61,12 +56,17 @@ def deliveries_enqueue(notices: Sequence[Notice]) -> set[int]:
         hooks.setdefault(owner_id, []).append(hook_id)
     if not hooks:
         return set()
+    notified = [notice for notice in notices if notice.alarm.owner_id in hooks]
+    names = _usernames({notice.alarm.acknowledged_by_id for notice in notified})
     rows = []
-    for notice in notices:
+    for notice in notified:
         event = EVENTS[notice.kind]
-        owner_hooks = hooks.get(notice.alarm.owner_id, ())
-        document = notice.document() if owner_hooks else {}
-        for hook_id in owner_hooks:
+        document = alarm_document(
+            notice.alarm,
+            device_uid=notice.device_uid,
+            acknowledged_by=names.get(notice.alarm.acknowledged_by_id),
+        )
+        for hook_id in hooks[notice.alarm.owner_id]:
             delivery = uuid.uuid4()
             rows.append(
                 Delivery(
@@ -79,3 +79,12 @@ def deliveries_enqueue(notices: Sequence[Notice]) -> set[int]:
             )
     Delivery.objects.bulk_create(rows)
     return set(hooks)
+
+
+def _usernames(user_ids: set[int | None]) -> dict[int | None, str]:
+    """Return the usernames of these users (None: nobody) in one query, or none if not asked."""
+    wanted = {user_id for user_id in user_ids if user_id is not None}
+    if not wanted:
+        return {}
+    user = get_user_model()
+    return dict(user.objects.filter(pk__in=wanted).values_list("pk", user.USERNAME_FIELD))

@@ -96,7 +96,7 @@ def _rule_alarms_clear(*, rule: AlarmRule, user: User, now: datetime) -> list[Al
     ):
         alarm.state, alarm.cleared, alarm.changed = Alarm.State.CLEARED, now, now
         changes.add(alarm, CLEARED, now, None, uid=alarm.device.uid, user_id=user.pk)
-    return changes.save(usernames={user.pk: user.get_username()})
+    return changes.save()
 
 
 @transaction.atomic
@@ -111,7 +111,7 @@ def alarm_acknowledge(*, alarm: Alarm, user: User) -> list[AlarmChange]:
     locked.save(update_fields=["acknowledged", "acknowledged_at", "acknowledged_by", "changed"])
     changes = Changes()
     changes.add(locked, ACKNOWLEDGED, now, None, uid=locked.device.uid, user_id=user.pk)
-    return changes.save(usernames={user.pk: user.get_username()})
+    return changes.save()
 
 
 @transaction.atomic
@@ -131,7 +131,7 @@ def alarm_clear(*, alarm: Alarm, user: User) -> list[AlarmChange]:
     locked.state, locked.cleared, locked.changed = Alarm.State.CLEARED, now, now
     changes = Changes()
     changes.add(locked, CLEARED, now, None, uid=locked.device.uid, user_id=user.pk)
-    saved = changes.save(usernames=_acknowledger(locked, user))
+    saved = changes.save()
     if state is not None and state.alarm_id == locked.pk:
         state.alarm = None
         state.pending_since = None
@@ -141,13 +141,6 @@ def alarm_clear(*, alarm: Alarm, user: User) -> list[AlarmChange]:
             state.silent_at = now + timedelta(seconds=state.rule.silence or 0)
         state.save(update_fields=["alarm", "pending_since", "holding", "silent_at"])
     return saved
-
-
-def _acknowledger(alarm: Alarm, user: User) -> dict[int, str]:
-    names = {user.pk: user.get_username()}
-    if alarm.acknowledged_by_id and alarm.acknowledged_by_id not in names:
-        names[alarm.acknowledged_by_id] = alarm.acknowledged_by.get_username()  # type: ignore[union-attr]
-    return names
 
 
 def no_data_sweep(*, now: datetime) -> list[AlarmChange]:

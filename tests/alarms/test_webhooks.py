@@ -8,6 +8,7 @@ import hmac
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import orjson
 import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
@@ -113,6 +114,21 @@ async def test_changes_of_one_alarm_arrive_in_order_though_the_first_failed(loop
         events = [request.body["event"] for request in receiver.requests]
     assert events[-4:] == ["alarm.raised", "alarm.updated", "alarm.acknowledged", "alarm.cleared"]
     assert events[:2] == ["alarm.raised", "alarm.raised"]
+
+
+def test_every_body_names_who_acknowledged_the_alarm_whoever_made_the_change():
+    owner, device = setup("http://127.0.0.1:9/hook")  # never sent: no delivery loop runs
+    store(device.uid, [(0, 42)])
+    alarm_acknowledge(alarm=Alarm.objects.get(), user=owner)
+    store(device.uid, [(1000, 50)])  # the rule updates the acknowledged alarm
+    store(device.uid, [(2000, 5)])  # and clears it
+    bodies = [orjson.loads(row.body) for row in Delivery.objects.order_by("id")]
+    assert [(body["event"], body["alarm"]["acknowledged_by"]) for body in bodies] == [
+        ("alarm.raised", None),
+        ("alarm.acknowledged", owner.username),
+        ("alarm.updated", owner.username),
+        ("alarm.cleared", owner.username),
+    ]
 
 
 async def test_a_private_address_is_refused_at_send_time_unless_allowed(loop_running, settings):
