@@ -218,10 +218,12 @@ def rules_evaluate(
     if not rules:
         return []
     by_id = {device_id: (uid, owner_id) for uid, (device_id, owner_id) in devices.items()}
+    watched = {rule.metric for rule in rules}
     series: dict[tuple[int, str], list[tuple[int, Value]]] = {}
     for reading in keys:
         device_id, metric, ts = reading
-        series.setdefault((device_id, metric), []).append((ts, values[reading]))
+        if metric in watched:
+            series.setdefault((device_id, metric), []).append((ts, values[reading]))
     devices_of: dict[tuple[int, str], list[int]] = {}
     for device_id, metric in series:
         devices_of.setdefault((by_id[device_id][1], metric), []).append(device_id)
