@@ -34,8 +34,9 @@ def test_the_example_device_publishes_answers_and_applies_attributes(tmp_path):
                 str(hub.mqtt_port),
                 "--uid",
                 "example-1",
-                "--token",
-                created["token"],
+                # One "=" argument: a token may start with "-" (1 in 64), which
+                # argparse would take for an option after a separate "--token".
+                f"--token={created['token']}",
                 "--duration",
                 "120",
             ],
