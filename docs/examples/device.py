@@ -5,7 +5,9 @@ last will), publishes a temperature every `interval` seconds, answers the
 commands `ping` and `set_interval`, applies the desired attribute `interval`
 and reports its attributes with its firmware version.
 
-    python docs/examples/device.py --host 127.0.0.1 --port 1884 --uid boiler-1 --token TOKEN
+    python docs/examples/device.py --host 127.0.0.1 --port 1884 --uid boiler-1 --token=TOKEN
+
+(`--token=TOKEN`, one argument: a token may begin with "-".)
 
 The test suite runs this file against a real hub (tests/docs/test_example_device.py).
 """
