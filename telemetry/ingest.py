@@ -108,8 +108,13 @@ async def ingest_batch_handle(layer: BaseChannelLayer, message: dict[str, Any]) 
 async def batch_apply(batch: IngestBatch) -> BatchApplied | None:
     """Store the batch and apply its device events in one thread hop; None if not stored."""
     started = time.perf_counter()
+    # With several batches at once, each runs on a thread (and pooled connection) of its
+    # own; otherwise on the worker's one database thread.
+    apart = batches_at_once() > 1
     try:
-        applied: BatchApplied = await database_sync_to_async(ingest_apply)(
+        applied: BatchApplied = await database_sync_to_async(
+            ingest_apply, thread_sensitive=not apart
+        )(
             readings=batch.readings,
             events=batch.events,
             received_at=ms_to_datetime(batch.received_ms),
@@ -177,29 +182,46 @@ async def batch_reply(layer: BaseChannelLayer, batch: IngestBatch, applied: Batc
         logger.warning("ingest: could not confirm batch %s: %s", batch.batch_id, error)
 
 
+def batches_at_once() -> int:
+    """Return how many batches the worker stores at once: HUB_INGEST_BATCHES_AT_ONCE on
+    PostgreSQL, one on SQLite (one writer at a time)."""
+    if connection.vendor != "postgresql":
+        return 1
+    return int(hub_settings.INGEST_BATCHES_AT_ONCE)
+
+
 async def ingest_run(
     stop: asyncio.Event,
     *,
     channel: str = INGEST_CHANNEL,
     services_wait: ServicesWait | None = None,
 ) -> None:
-    """Take batches from the ingest channel one at a time until `stop` is set.
+    """Take batches from the ingest channel, `batches_at_once()` at a time, until `stop` is set.
 
-    Channels' own worker pulls messages into an unbounded queue; this loop holds
-    at most one batch, so memory stays flat when the database is slower than MQTT.
+    Channels' own worker pulls messages into an unbounded queue; this loop holds at
+    most that many batches, so memory stays flat when the database is slower than
+    MQTT. Batches in flight are stored as that many workers would store them, each in
+    its own transaction; a batch carrying device events (presence, command replies,
+    attributes) is stored alone, after those before it, so the events apply in order.
     After a batch or a sweep that failed, `services_wait` holds the loop until the
     database answers again (the bridges resend what was not confirmed meanwhile).
+    On stop, the batches in hand finish, up to DRAIN_DEADLINE_S.
     """
     layer = get_channel_layer()
     assert layer is not None, "CHANNEL_LAYERS has no default layer"
-    logger.info("ingest: consuming %s", channel)
+    at_once = batches_at_once()
+    logger.info("ingest: consuming %s, %d batch(es) at once", channel, at_once)
     stop_wait = asyncio.ensure_future(stop.wait())
     sweeper = asyncio.create_task(_sweep_loop(layer, stop, services_wait), name="ingest-sweep")
     # Webhook deliveries from the alarms outbox (alarms/delivery.py).
     deliveries = asyncio.create_task(deliveries_run(stop), name="ingest-webhooks")
+    in_flight: set[asyncio.Future[bool]] = set()
     layer_retry_s = LAYER_RETRY_S
     try:
         while not stop.is_set():
+            if len(in_flight) >= at_once:
+                await _batches_settle(in_flight, stop, services_wait, every=False)
+                continue
             receive = asyncio.ensure_future(layer.receive(channel))
             done, _ = await asyncio.wait({receive, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             if receive not in done:
@@ -222,26 +244,16 @@ async def ingest_run(
             if message.get("type") != INGEST_BATCH:
                 logger.warning("ingest: ignoring message of type %r", message.get("type"))
                 continue
-            started = time.monotonic()
-            # Shielded: a stop request lets the batch in hand finish, up to the deadline.
-            handle = asyncio.ensure_future(ingest_batch_handle(layer, message))
-            try:
-                stored = await asyncio.shield(handle)
-            except asyncio.CancelledError:
-                await asyncio.wait({handle}, timeout=DRAIN_DEADLINE_S)
-                raise
-            except Exception:
-                # Whatever one batch does, the worker keeps consuming.
-                logger.exception("ingest: batch %s failed", message.get("batch"))
-                stored = False
-            if not stored and services_wait is not None:
-                await services_wait(stop)
-            logger.debug(
-                "ingest: batch %s in %.1f ms",
-                message.get("batch"),
-                (time.monotonic() - started) * 1000,
-            )
+            alone = bool(message.get("events"))
+            if alone and in_flight:
+                await _batches_settle(in_flight, stop, services_wait, every=True)
+            in_flight.add(asyncio.ensure_future(_batch_run(layer, message)))
+            if alone:
+                await _batches_settle(in_flight, stop, services_wait, every=True)
     finally:
+        if in_flight:
+            # Not cancelled with the loop: the batches in hand finish, up to the deadline.
+            await asyncio.wait(in_flight, timeout=DRAIN_DEADLINE_S)
         stop_wait.cancel()
         sweeper.cancel()
         await asyncio.gather(sweeper, return_exceptions=True)
@@ -249,6 +261,45 @@ async def ingest_run(
         deliveries.cancel()
         await asyncio.gather(deliveries, return_exceptions=True)
     logger.info("ingest: stopped")
+
+
+async def _batch_run(layer: BaseChannelLayer, message: dict[str, Any]) -> bool:
+    """Handle one batch; return whether it was stored. Whatever it does, the worker goes on."""
+    started = time.monotonic()
+    try:
+        stored = await ingest_batch_handle(layer, message)
+    except Exception:
+        logger.exception("ingest: batch %s failed", message.get("batch"))
+        stored = False
+    logger.debug(
+        "ingest: batch %s in %.1f ms", message.get("batch"), (time.monotonic() - started) * 1000
+    )
+    return stored
+
+
+async def _batches_settle(
+    in_flight: set[asyncio.Future[bool]],
+    stop: asyncio.Event,
+    services_wait: ServicesWait | None,
+    *,
+    every: bool,
+) -> None:
+    """Wait for a batch in flight to end (`every`: all of them), shielded from cancellation.
+
+    If one was not stored, let the others end, then hold until the services answer.
+    """
+    done, _ = await asyncio.shield(
+        asyncio.wait(
+            in_flight, return_when=asyncio.ALL_COMPLETED if every else asyncio.FIRST_COMPLETED
+        )
+    )
+    in_flight.difference_update(done)
+    if services_wait is None or all(batch.result() for batch in done):
+        return
+    if in_flight:
+        await asyncio.shield(asyncio.wait(in_flight))
+        in_flight.clear()
+    await services_wait(stop)
 
 
 async def _sweep_loop(

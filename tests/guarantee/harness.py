@@ -351,6 +351,10 @@ class Stack:
 
     def batch_waiting_on_lock(self) -> bool:
         """Tell whether an ingest transaction is blocked writing readings (a batch mid-store)."""
+        return self.batches_waiting_on_lock() > 0
+
+    def batches_waiting_on_lock(self) -> int:
+        """Return how many ingest transactions are blocked writing readings (batches mid-store)."""
         with self.connect() as connection:
             row = connection.execute(
                 "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
@@ -359,7 +363,7 @@ class Stack:
                 "AND a.query ILIKE '%%INSERT INTO telemetry_reading%%'"
             ).fetchone()
         assert row is not None
-        return int(row[0]) > 0
+        return int(row[0])
 
 
 def database_create_named(name: str) -> None:

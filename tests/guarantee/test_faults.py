@@ -83,6 +83,35 @@ def test_ingest_killed_while_storing_a_batch_loses_and_duplicates_nothing(stack:
     assert counter(stack, "bridge", "hub_bridge_resends_total") > resends
 
 
+def test_ingest_storing_two_batches_at_once_killed_loses_and_duplicates_nothing(stack: Stack):
+    stack.stop("ingest")
+    stack.start("ingest", HUB_INGEST_BATCHES_AT_ONCE="2")
+    stack.wait_ready("ingest")
+    try:
+        stack.start_bridge()
+        known = KnownSet(stack.mosquitto.port)
+        known.start()
+        midstream(known, 0.3)
+        with stack.readings_locked():
+            # One worker, two transactions inside their batches at once, both on the lock.
+            wait_until(
+                lambda: stack.batches_waiting_on_lock() >= 2,
+                message="two batches of one worker blocked mid-transaction",
+            )
+            resends = counter(stack, "bridge", "hub_bridge_resends_total")
+            stack.kill("ingest")
+        midstream(known, 0.6)
+        stack.restart("ingest")
+        known.finish()
+        assert_exactly_once(stack, known)
+        # Both batches the killed worker held were never confirmed: the bridge sent them again.
+        assert counter(stack, "bridge", "hub_bridge_resends_total") >= resends + 2
+    finally:
+        # The next test's worker starts with the defaults again.
+        stack.stop("ingest")
+        stack.overrides.pop("ingest", None)
+
+
 def test_redis_restart_with_batches_in_it_loses_and_duplicates_nothing(stack: Stack):
     stack.start_bridge()
     known = KnownSet(stack.mosquitto.port)

@@ -7,11 +7,14 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.db import connection
 
 from telemetry import ingest
+from telemetry.groups import INGEST_BATCH, INGEST_CHANNEL
 from telemetry.models import Reading
 from telemetry.services import readings_store_batch
 from tests.factories import make_device, make_user
@@ -71,3 +74,88 @@ def test_pruning_on_an_executor_thread_closes_that_threads_connection():
     thread.start()
     thread.join(30)
     assert seen == {"open": False}
+
+
+async def test_batches_at_once_and_a_batch_with_events_waits_for_those_before_it(settings):
+    """Two readings batches of a-1 blocked inside their transactions at once; a batch with
+    b-1's status after them is not applied until they are (its events apply in order)."""
+    settings.HUB = {**settings.HUB, "INGEST_BATCHES_AT_ONCE": 3}
+
+    def seed() -> None:
+        owner = make_user()
+        make_device(owner, "a-1")
+        make_device(owner, "b-1")
+
+    await database_sync_to_async(seed)()
+    layer = get_channel_layer()
+    now = int(time.time() * 1000)
+
+    def batch(name: str, readings: list[list[object]], events: list[list[object]]) -> dict:
+        return {
+            "type": INGEST_BATCH,
+            "batch": name,
+            "readings": readings,
+            "events": events,
+            "received": now,
+        }
+
+    # The probes have connections of their own: the worker's database thread may be stuck.
+    holder = await psycopg.AsyncConnection.connect(_dsn(), autocommit=False)
+    watcher = await psycopg.AsyncConnection.connect(_dsn(), autocommit=True)
+
+    async def waiting_on_a1() -> int:
+        cursor = await watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def b1_online() -> bool:
+        cursor = await watcher.execute("SELECT online FROM devices_device WHERE uid = 'b-1'")
+        row = await cursor.fetchone()
+        return bool(row and row[0])
+
+    stop = asyncio.Event()
+    worker = asyncio.create_task(ingest.ingest_run(stop))
+    try:
+        # a-1's row is held: its readings (their key to a-1) wait, inside their transactions.
+        await holder.execute("SELECT 1 FROM devices_device WHERE uid = 'a-1' FOR UPDATE")
+        for n in (1, 2):
+            await layer.send(INGEST_CHANNEL, batch(f"r{n}", [["a-1", "t", now - n, 1.0]], []))
+        await async_wait_until(
+            lambda: _at_least(waiting_on_a1, 2), message="two batches of one worker at once"
+        )
+        await layer.send(INGEST_CHANNEL, batch("e", [], [["status", "b-1", True, now]]))
+        await async_wait_until(
+            lambda: _taken(layer), message="the worker to take the batch with events"
+        )
+        # Not applied while the batches before it are blocked (within a second: ample
+        # for a batch that nothing holds up).
+        with pytest.raises(AssertionError, match="timed out"):
+            await async_wait_until(b1_online, timeout=1.0, message="b-1 online")
+        await holder.rollback()
+        await async_wait_until(b1_online, message="b-1 online once a-1's batches are stored")
+        cursor = await watcher.execute("SELECT count(*) FROM telemetry_reading")
+        assert await cursor.fetchone() == (2,)
+    finally:
+        await holder.close()
+        await watcher.close()
+        stop.set()
+        await asyncio.wait_for(worker, 10)
+
+
+async def _at_least(probe, count: int) -> bool:  # type: ignore[no-untyped-def]
+    return await probe() >= count
+
+
+async def _taken(layer) -> bool:  # type: ignore[no-untyped-def]
+    queue = layer.channels.get(INGEST_CHANNEL)
+    return queue is None or queue.empty()
+
+
+def _dsn() -> str:
+    params = connection.get_connection_params()
+    return psycopg.conninfo.make_conninfo(
+        **{key: value for key, value in params.items() if key in ("dbname", "host", "port", "user")}
+    )
