@@ -1,13 +1,17 @@
 """A complete minimal device for the telemetry hub, in Python with paho-mqtt (docs/devices.md).
 
-It connects with its uid and token, says it is online (and leaves an `offline`
+Without a token it first claims its credentials with a provisioning key over
+HTTP (`POST /api/v1/provision/`) and keeps them in `--credentials`. It
+connects with its uid and token, says it is online (and leaves an `offline`
 last will), publishes a temperature every `interval` seconds, answers the
 commands `ping` and `set_interval`, applies the desired attribute `interval`
 and reports its attributes with its firmware version.
 
     python docs/examples/device.py --host 127.0.0.1 --port 1884 --uid boiler-1 --token=TOKEN
+    python docs/examples/device.py --uid boiler-1 --provision-key KEY --provision-secret=SECRET \
+        --hub-url http://127.0.0.1:8000 --credentials boiler-1.json
 
-(`--token=TOKEN`, one argument: a token may begin with "-".)
+(`--token=TOKEN` and `--provision-secret=SECRET`, one argument each: they may begin with "-".)
 
 The test suite runs this file against a real hub (tests/docs/test_example_device.py).
 """
@@ -20,6 +24,8 @@ import math
 import signal
 import threading
 import time
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -118,15 +124,51 @@ class ExampleDevice:
             self.client.loop_stop()
 
 
+def provision(hub_url: str, key: str, secret: str, uid: str, credentials: Path) -> str:
+    """Return the device's token: kept from an earlier claim, or claimed now with the key."""
+    if credentials.exists():  # claimed before: a key claims a uid only once
+        return str(json.loads(credentials.read_text())["token"])
+    if not hub_url.startswith(("http://", "https://")):
+        raise SystemExit(f"--hub-url must be an http:// or https:// URL, not {hub_url!r}")
+    body = json.dumps({"key": key, "secret": secret, "uid": uid, "name": uid}).encode()
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
+        f"{hub_url.rstrip('/')}/api/v1/provision/",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    # 201 {"uid", "token"}; 403 (wrong, revoked, expired or exhausted key) and 409 (uid
+    # taken) raise urllib.error.HTTPError: a device cannot fix either by retrying.
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        token = str(json.load(response)["token"])
+    # Non-volatile memory, written whole or not at all.
+    partial = credentials.with_name(credentials.name + ".partial")
+    partial.write_text(json.dumps({"uid": uid, "token": token}))
+    partial.replace(credentials)
+    print("provisioned", flush=True)
+    return token
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1884)
     parser.add_argument("--uid", required=True)
-    parser.add_argument("--token", required=True)
+    parser.add_argument("--token", help="the device's token (else claim one with a key)")
+    parser.add_argument("--provision-key")
+    parser.add_argument("--provision-secret")
+    parser.add_argument("--hub-url", default="http://127.0.0.1:8000")
+    parser.add_argument("--credentials", type=Path, default=Path("credentials.json"))
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     args = parser.parse_args()
-    device = ExampleDevice(args.uid, args.token)
+    token = args.token
+    if token is None:
+        if not (args.provision_key and args.provision_secret):
+            parser.error("give --token, or --provision-key and --provision-secret")
+        token = provision(
+            args.hub_url, args.provision_key, args.provision_secret, args.uid, args.credentials
+        )
+    device = ExampleDevice(args.uid, token)
     signal.signal(signal.SIGTERM, lambda *_: device.stop.set())
     device.run(args.host, args.port, args.duration)
 

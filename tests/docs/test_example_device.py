@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -20,11 +21,13 @@ SKETCH = ROOT / "docs" / "examples" / "esp32_device" / "esp32_device.ino"
 
 
 @pytest.mark.e2e
-def test_the_example_device_publishes_answers_and_applies_attributes(tmp_path):
+def test_the_example_device_provisions_publishes_answers_and_applies_attributes(tmp_path):
     with embedded_hub(tmp_path) as hub:
         api = hub.user_token()
-        status, created = hub.request("POST", "/api/v1/devices/", {"uid": "example-1"}, api)
-        assert status == 201, created
+        # No device and no token: the example claims its credentials with a provisioning key.
+        status, key = hub.request("POST", "/api/v1/provisioning-keys/", {"name": "example"}, api)
+        assert status == 201, key
+        credentials = tmp_path / "example-1.json"
         log = (tmp_path / "device.log").open("wb")
         device = subprocess.Popen(
             [
@@ -34,9 +37,15 @@ def test_the_example_device_publishes_answers_and_applies_attributes(tmp_path):
                 str(hub.mqtt_port),
                 "--uid",
                 "example-1",
-                # One "=" argument: a token may start with "-" (1 in 64), which
-                # argparse would take for an option after a separate "--token".
-                f"--token={created['token']}",
+                "--provision-key",
+                key["key"],
+                # One "=" argument: a secret may start with "-" (1 in 64), which argparse
+                # would take for an option after a separate "--provision-secret".
+                f"--provision-secret={key['secret']}",
+                "--hub-url",
+                hub.http,
+                "--credentials",
+                str(credentials),
                 "--duration",
                 "120",
             ],
@@ -51,6 +60,8 @@ def test_the_example_device_publishes_answers_and_applies_attributes(tmp_path):
                 assert status == 200, body
                 return body
 
+            wait_until(credentials.exists, timeout=20, message="the device provisioned")
+            assert json.loads(credentials.read_text())["uid"] == "example-1"
             wait_until(lambda: get("")["online"], timeout=20, message="the device online")
             wait_until(
                 lambda: "temperature" in get("latest/"), timeout=20, message="a reading stored"

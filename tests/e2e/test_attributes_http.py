@@ -206,6 +206,10 @@ def test_http_ingest_of_each_form_stores_once_like_mqtt_with_rejections(hub, tmp
     status, answer = ingest(hub, "http-1", token, senml, "application/senml+json")
     assert (status, answer["stored"]) == (200, 2), answer
     assert [item["index"] for item in answer["rejected"]] == [2]
+    # The same SenML pack over MQTT: the same rows, the same record left out.
+    mosquitto_pub(hub, "mqtt-1", mqtt_token, senml, kind="senml")
+    wait_until(lambda: len(readings(hub, api, "mqtt-1")) == 4 + 2, timeout=15, message="SenML")
+    assert readings(hub, api, "http-1") == readings(hub, api, "mqtt-1")
     csv_body = (
         f"ts,metric,value\n{t0 + 5000},pressure,1013.25\n{t0 + 6000},pressure,oops-not-a-row\n"
         f"{t0 + 7000},pressure\n{t0 + 8000},on,true\n"

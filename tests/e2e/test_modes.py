@@ -71,7 +71,9 @@ class Socket:
         self.connection.close()
 
 
-def mosquitto_pub(hub: HubUnderTest, uid: str, token: str, payload: str | bytes) -> None:
+def mosquitto_pub(
+    hub: HubUnderTest, uid: str, token: str, payload: str | bytes, kind: str = "telemetry"
+) -> None:
     subprocess.run(
         [
             "mosquitto_pub",
@@ -88,7 +90,7 @@ def mosquitto_pub(hub: HubUnderTest, uid: str, token: str, payload: str | bytes)
             "-q",
             "1",
             "-t",
-            f"devices/{uid}/telemetry",
+            f"devices/{uid}/{kind}",
             "-s",
         ],
         input=payload if isinstance(payload, bytes) else payload.encode(),

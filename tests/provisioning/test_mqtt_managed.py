@@ -7,9 +7,11 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from bridges.mqtt.config import BridgeConfig, BrokerAddress
 from bridges.mqtt.provision import ProvisionResponder
@@ -17,6 +19,7 @@ from devices.dynsec import KEY_TEXTNAME
 from devices.models import Device
 from hub.broker import key_claim_answer_managed
 from provisioning.broker import key_acls, key_role
+from provisioning.models import ProvisioningKey
 from provisioning.services import key_create, key_revoke
 from tests.factories import make_device, make_user
 from tests.security.managed import accepted, admin, client_of, role_acls, sync
@@ -115,6 +118,20 @@ def test_a_device_claims_over_mqtt_behind_mosquitto_then_publishes(managed, resp
         "status": "error",
         "error": "uid_taken",
     }
+
+
+@pytest.mark.parametrize(
+    ("change", "code"), [("expired", "key_expired"), ("exhausted", "key_exhausted")]
+)
+def test_an_expired_or_exhausted_key_is_refused_behind_mosquitto(managed, responder, change, code):
+    created = key_create(owner=make_user("alice"), max_devices=1, uid_prefix="m-")
+    key, secret = created.key.key, created.secret
+    if change == "expired":
+        ProvisioningKey.objects.filter(key=key).update(expires=timezone.now() - timedelta(1))
+    else:
+        assert ask(managed.port, key, secret, "m-1")["status"] == "ok"
+    assert ask(managed.port, key, secret, "m-2") == {"status": "error", "error": code}
+    assert not Device.objects.filter(uid="m-2").exists()
 
 
 def test_a_key_account_can_do_nothing_else_and_hears_no_other_keys_answers(managed, responder):
