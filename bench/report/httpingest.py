@@ -1,0 +1,149 @@
+"""Print the HTTP ingest row (issue 15): both phases, CPU per 10 000 readings, the MQTT ratio."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.load.publisher import READINGS_PER_MESSAGE
+from bench.report.cells import cpu_line, grid, header_line, ms
+
+# CPU rows in this order; other processes follow.
+CPU_ORDER = ("daphne 1", "ingest", "postgres", "redis (shared)", "http-clients", "bench driver")
+PHASES = ("backfill", "single")
+
+
+def hub_readings_per_s(results: dict[str, Any]) -> float | None:
+    """Return the MQTT hub row's sustained readings/s of this run (msg/s x 3), or None."""
+    sustained = ((results.get("rows") or {}).get("hub") or {}).get("sustained")
+    if not sustained or not sustained.get("consumed"):
+        return None
+    return float(sustained["consumed"]) * READINGS_PER_MESSAGE
+
+
+def settings_line(load: dict[str, Any]) -> str:
+    """Return which of the hub's limits the row's processes ran with, and what was raised."""
+    changed = load.get("changed") or {}
+    kept = [
+        f"{name} {value}"
+        for name, value in (load.get("settings") or {}).items()
+        if name not in changed
+    ]
+    parts = [
+        f"{name} RAISED to {item['used']} for this row (the hub's default: {item['default']};"
+        " each client posts back to back, above one device's default rate)"
+        for name, item in changed.items()
+    ]
+    return "settings: " + "; ".join([*parts, "defaults kept: " + ", ".join(kept)])
+
+
+def body_text(phase: dict[str, Any], name: str) -> str:
+    """Return a phase's body: readings, form and size."""
+    done = phase["done"]
+    size = done.get("body_bytes_max", 0)
+    if name == "backfill":
+        per = done["readings_sent"] // max(1, done["requests"])
+        return f"{per:,} rd CSV, {size / 1024:,.0f} KiB"
+    return f"1 rd JSON, {size} B"
+
+
+def phase_rows(phases: dict[str, Any]) -> list[list[str]]:
+    """Return one table row per phase."""
+    body = []
+    for name in PHASES:
+        phase = phases.get(name)
+        if not phase:
+            continue
+        done, counted = phase["done"], phase["counted"]
+        lat = done["latency_ms"]
+        statuses = ", ".join(f"{k}x{v:,}" for k, v in sorted(done["statuses"].items()))
+        errors = ", ".join(f"{k}x{v}" for k, v in sorted(done["errors"].items()))
+        body.append(
+            [
+                name,
+                str(phase["clients"]),
+                body_text(phase, name),
+                f"{phase['readings_per_s']:,.0f}",
+                f"{phase['requests_per_s']:,.1f}",
+                ms(lat["p50"], 1),
+                ms(lat["p99"], 1),
+                statuses + (f"; errors {errors}" if errors else ""),
+                f"{counted['rows']:,} / {done['readings_ok']:,}",
+                "✓" if phase["exactly_once"] else "✗ NOT EXACTLY ONCE",
+            ]
+        )
+    return body
+
+
+def cpu_rows(phases: dict[str, Any]) -> list[list[str]]:
+    """Return CPU seconds per 10 000 readings stored, one row per process."""
+    measured = [phase["cpu_s_per_10k"] for phase in phases.values()]
+    names: list[str] = [n for n in CPU_ORDER if any(n in per for per in measured)]
+    for phase in phases.values():
+        names += sorted(n for n in phase["cpu_s_per_10k"] if n not in names)
+    body = []
+    for name in names:
+        cells = [name]
+        for phase_name in PHASES:
+            value = (phases.get(phase_name) or {}).get("cpu_s_per_10k", {}).get(name)
+            cells.append("—" if value is None else f"{value:.3f}")
+        body.append(cells)
+    return body
+
+
+def http_text(row: dict[str, Any], cpus: int | None, hub_rate: float | None) -> list[str]:
+    """Return the HTTP row's lines; `hub_rate` is the MQTT hub row's readings/s of the run."""
+    load = row.get("load") or {}
+    lines = [
+        header_line(
+            "HTTP INGEST (issue 15): POST /api/v1/devices/{uid}/telemetry/ through Daphne and"
+            " hub ingest, answered once stored; closed-loop keep-alive clients",
+            row,
+        )
+    ]
+    phases = row.get("phases") or {}
+    if load:
+        lines.append(settings_line(load))
+    if phases:
+        lines += grid(
+            [
+                "phase",
+                "clients",
+                "body",
+                "readings/s",
+                "requests/s",
+                "p50 ms",
+                "p99 ms",
+                "HTTP statuses",
+                "rows stored / sent",
+                "exactly once",
+            ],
+            phase_rows(phases),
+            left=3,
+        )
+        lines.append(
+            "readings/s = rows in the database with the phase's devices and timestamps ÷ "
+            "(go → last answer); sent = readings of the bodies answered 200; exactly once = "
+            "rows = distinct (device, metric, ts) = sent = the answers' `stored`, none duplicate"
+            " or rejected"
+        )
+        lines += grid(
+            ["CPU s / 10 000 readings", *[p for p in PHASES if p in phases]],
+            cpu_rows(phases),
+        )
+        for name in PHASES:
+            if name in phases:
+                lines.append(f"{name}: " + cpu_line(phases[name].get("cpu"), cpus))
+        if hub_rate:
+            ratios = ", ".join(
+                f"{name} {phases[name]['readings_per_s'] / hub_rate:.2f}"
+                for name in PHASES
+                if name in phases
+            )
+            lines.append(
+                f"hub row (MQTT) this run: {hub_rate / READINGS_PER_MESSAGE:,.0f} msg/s x "
+                f"{READINGS_PER_MESSAGE} = {hub_rate:,.0f} readings/s sustained; HTTP/MQTT "
+                f"readings/s: {ratios}"
+            )
+        else:
+            lines.append("hub row (MQTT): not run this time, no ratio (--rows hub,http)")
+    return lines + [f"ERROR http: {error}" for error in row.get("errors", [])]
