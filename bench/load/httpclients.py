@@ -141,6 +141,7 @@ class Tally:
         self.last_answer = 0.0
         self.error_bodies: list[str] = []
         self.body_bytes = 0
+        self.busiest = 0
 
     def stamps(self, low: int, high: int) -> None:
         """Note the range of device timestamps sent."""
@@ -219,6 +220,7 @@ async def client(
                     asyncio.open_connection("127.0.0.1", args.port), CONNECT_TIMEOUT_S
                 )
     finally:
+        tally.busiest = max(tally.busiest, k)
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
@@ -282,6 +284,7 @@ async def main(
         },
         "latency_ms": summarize(tally.latency_ms),
         "body_bytes_max": tally.body_bytes,
+        "requests_busiest_client": tally.busiest,
         "ts_min": tally.ts_min,
         "ts_max": tally.ts_max,
         # go → last answer: the span the readings/s is taken over.

@@ -83,11 +83,24 @@ def cpu_rows(phases: dict[str, Any]) -> list[list[str]]:
     body = []
     for name in names:
         cells = [name]
-        for phase_name in PHASES:
-            value = (phases.get(phase_name) or {}).get("cpu_s_per_10k", {}).get(name)
+        for phase_name in [p for p in PHASES if p in phases]:
+            value = phases[phase_name]["cpu_s_per_10k"].get(name)
             cells.append("—" if value is None else f"{value:.3f}")
         body.append(cells)
     return body
+
+
+def rate_line(phase: dict[str, Any], throttle: str) -> str:
+    """Return the busiest device's request rate and the ingest worker's time per request."""
+    done = phase["done"]
+    wall = max(float(done["wall_s"]), 1e-9)
+    busiest = done.get("requests_busiest_client", 0) / wall
+    per_request = 1000 / phase["requests_per_s"] if phase["requests_per_s"] else None
+    return (
+        f"busiest device {busiest:,.1f} requests/s (HUB_THROTTLE_DEVICE_INGEST's default: "
+        f"{throttle}); one request is one ingest batch and the worker stores one at a "
+        f"time: {ms(per_request, 1)} ms per request, so latency ≈ clients x that"
+    )
 
 
 def http_text(row: dict[str, Any], cpus: int | None, hub_rate: float | None) -> list[str]:
@@ -104,6 +117,9 @@ def http_text(row: dict[str, Any], cpus: int | None, hub_rate: float | None) -> 
     if load:
         lines.append(settings_line(load))
     if phases:
+        throttle = ((load.get("changed") or {}).get("HUB_THROTTLE_DEVICE_INGEST") or {}).get(
+            "default", (load.get("settings") or {}).get("HUB_THROTTLE_DEVICE_INGEST", "?")
+        )
         lines += grid(
             [
                 "phase",
@@ -132,6 +148,7 @@ def http_text(row: dict[str, Any], cpus: int | None, hub_rate: float | None) -> 
         )
         for name in PHASES:
             if name in phases:
+                lines.append(f"{name}: " + rate_line(phases[name], throttle))
                 lines.append(f"{name}: " + cpu_line(phases[name].get("cpu"), cpus))
         if hub_rate:
             ratios = ", ".join(
