@@ -399,6 +399,8 @@ def test_http_row_figures_and_section_from_a_recorded_result() -> None:
     text = "\n".join(http_text(row, 2, hub_readings_per_s(results)))
     assert "HUB_THROTTLE_DEVICE_INGEST RAISED to 100000/min" in text
     assert "(the hub's default: 600/min" in text
+    kept = "defaults kept: HUB_HTTP_INGEST_MAX_BYTES 1048576, HUB_HTTP_INGEST_MAX_READINGS 10000, "
+    assert kept + "HUB_HTTP_INGEST_TIMEOUT_SECONDS 30.0\n" in text
     assert "10,000 rd CSV, 285 KiB" in text
     assert "240,000 / 240,000" in text and "✓" in text
     assert "= 60,000 readings/s sustained; HTTP/MQTT readings/s: backfill 0.50" in text
