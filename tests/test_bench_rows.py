@@ -394,9 +394,9 @@ def test_http_row_figures_and_section_from_a_recorded_result() -> None:
         },
         "phases": {"backfill": phase},
     }
-    results = {"rows": {"hub": {"sustained": {"consumed": 20_000.0}}, "http": row}}
-    assert hub_readings_per_s(results) == pytest.approx(60_000)
-    text = "\n".join(http_text(row, 2, hub_readings_per_s(results)))
+    hub = {"sustained": {"consumed": 20_000.0}, "drain": {"rate": 30_000.0}}
+    assert hub_readings_per_s({"rows": {"hub": hub, "http": row}}) == pytest.approx(60_000)
+    text = "\n".join(http_text(row, 2, hub))
     assert "HUB_THROTTLE_DEVICE_INGEST RAISED to 100000/min" in text
     assert "(the hub's default: 600/min" in text
     kept = "defaults kept: HUB_HTTP_INGEST_MAX_BYTES 1048576, HUB_HTTP_INGEST_MAX_READINGS 10000, "
@@ -404,6 +404,18 @@ def test_http_row_figures_and_section_from_a_recorded_result() -> None:
     assert "10,000 rd CSV, 285 KiB" in text
     assert "240,000 / 240,000" in text and "✓" in text
     assert "= 60,000 readings/s sustained; HTTP/MQTT readings/s: backfill 0.50" in text
-    assert "busiest device 0.8 requests/s" in text
-    alone = "\n".join(http_text(row, 2, hub_readings_per_s({"rows": {"http": row}})))
+    # 6 requests in 8 s; 4 clients at 3 requests/s wait 1 333 ms each (Little's law).
+    assert (
+        "busiest device 0.8 requests/s (HUB_THROTTLE_DEVICE_INGEST's default 600/min: the" in text
+    )
+    assert "latency ≈ clients ÷ requests/s = 1,333.3 ms" in text
+    fast = dict(phase, done={**phase["done"], "requests_busiest_client": 81})
+    assert "10.1 requests/s (HUB_THROTTLE_DEVICE_INGEST's default 600/min: above" in "\n".join(
+        http_text({**row, "phases": {"backfill": fast}}, 2, hub)
+    )
+    alone = "\n".join(http_text(row, 2, None))
     assert "not run this time, no ratio" in alone
+    # A hub row whose ladder held no step has no sustained rate: no ratio, its drain named.
+    held_none = "\n".join(http_text(row, 2, {"sustained": None, "drain": {"rate": 30_000.0}}))
+    assert "no sustained rate, no ratio (its burst drained at 30,000 msg/s = 90,000" in held_none
+    assert "HTTP/MQTT" not in held_none

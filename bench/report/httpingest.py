@@ -90,21 +90,64 @@ def cpu_rows(phases: dict[str, Any]) -> list[list[str]]:
     return body
 
 
+def per_second(rate: str) -> float | None:
+    """Return a DRF rate such as 600/min in requests per second, or None."""
+    count, _, unit = rate.partition("/")
+    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(unit[:1])
+    if not count.isdigit() or seconds is None:
+        return None
+    return int(count) / seconds
+
+
 def rate_line(phase: dict[str, Any], throttle: str) -> str:
-    """Return the busiest device's request rate and the ingest worker's time per request."""
+    """Return the busiest device's request rate against the default throttle, and Little's law."""
     done = phase["done"]
     wall = max(float(done["wall_s"]), 1e-9)
     busiest = done.get("requests_busiest_client", 0) / wall
-    per_request = 1000 / phase["requests_per_s"] if phase["requests_per_s"] else None
+    allowed = per_second(throttle)
+    verdict = ""
+    if allowed is not None:
+        verdict = (
+            ": the default would have refused none" if busiest <= allowed else ": above the default"
+        )
+    rate = phase["requests_per_s"]
+    little = phase["clients"] / rate * 1000 if rate else None
     return (
-        f"busiest device {busiest:,.1f} requests/s (HUB_THROTTLE_DEVICE_INGEST's default: "
-        f"{throttle}); one request is one ingest batch and the worker stores one at a "
-        f"time: {ms(per_request, 1)} ms per request, so latency ≈ clients x that"
+        f"busiest device {busiest:,.1f} requests/s (HUB_THROTTLE_DEVICE_INGEST's default "
+        f"{throttle}{verdict}); closed loop, so latency ≈ clients ÷ requests/s = "
+        f"{ms(little, 1)} ms; each request is one ingest batch, and the worker stores one "
+        "batch at a time"
     )
 
 
-def http_text(row: dict[str, Any], cpus: int | None, hub_rate: float | None) -> list[str]:
-    """Return the HTTP row's lines; `hub_rate` is the MQTT hub row's readings/s of the run."""
+def mqtt_line(results_hub: dict[str, Any] | None, phases: dict[str, Any]) -> str:
+    """Return the hub row's readings/s and the HTTP/MQTT ratio per phase, or why there is none."""
+    if not results_hub:
+        return "hub row (MQTT): not run this time, no ratio (--rows hub,http)"
+    rate = hub_readings_per_s({"rows": {"hub": results_hub}})
+    if rate:
+        ratios = ", ".join(
+            f"{name} {phases[name]['readings_per_s'] / rate:.2f}"
+            for name in PHASES
+            if name in phases
+        )
+        return (
+            f"hub row (MQTT) this run: {rate / READINGS_PER_MESSAGE:,.0f} msg/s x "
+            f"{READINGS_PER_MESSAGE} = {rate:,.0f} readings/s sustained; HTTP/MQTT "
+            f"readings/s: {ratios}"
+        )
+    drain = (results_hub.get("drain") or {}).get("rate")
+    line = "hub row (MQTT) ran, but no ladder step held flat: no sustained rate, no ratio"
+    if drain:
+        line += (
+            f" (its burst drained at {drain:,.0f} msg/s = "
+            f"{drain * READINGS_PER_MESSAGE:,.0f} readings/s, a drain, not a sustained rate)"
+        )
+    return line
+
+
+def http_text(row: dict[str, Any], cpus: int | None, hub_row: dict[str, Any] | None) -> list[str]:
+    """Return the HTTP row's lines; `hub_row` is the MQTT hub row's record of the run, if any."""
     load = row.get("load") or {}
     lines = [
         header_line(
@@ -150,17 +193,5 @@ def http_text(row: dict[str, Any], cpus: int | None, hub_rate: float | None) -> 
             if name in phases:
                 lines.append(f"{name}: " + rate_line(phases[name], throttle))
                 lines.append(f"{name}: " + cpu_line(phases[name].get("cpu"), cpus))
-        if hub_rate:
-            ratios = ", ".join(
-                f"{name} {phases[name]['readings_per_s'] / hub_rate:.2f}"
-                for name in PHASES
-                if name in phases
-            )
-            lines.append(
-                f"hub row (MQTT) this run: {hub_rate / READINGS_PER_MESSAGE:,.0f} msg/s x "
-                f"{READINGS_PER_MESSAGE} = {hub_rate:,.0f} readings/s sustained; HTTP/MQTT "
-                f"readings/s: {ratios}"
-            )
-        else:
-            lines.append("hub row (MQTT): not run this time, no ratio (--rows hub,http)")
+        lines.append(mqtt_line(hub_row, phases))
     return lines + [f"ERROR http: {error}" for error in row.get("errors", [])]

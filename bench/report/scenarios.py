@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from bench.report.cells import cpu_line, grid, header_line, ms, share, verdict
-from bench.report.httpingest import http_text, hub_readings_per_s
+from bench.report.httpingest import http_text
 
 
 def budget_line(phase: dict[str, Any], load: dict[str, Any]) -> str:
@@ -282,7 +282,7 @@ def scenario_text(results: dict[str, Any]) -> str:
     for row in results["rows"].values():
         kind = row.get("kind")
         if kind == "http":
-            lines += ["", *http_text(row, cpus, hub_readings_per_s(results))]
+            lines += ["", *http_text(row, cpus, results["rows"].get("hub"))]
         elif kind == "fanout":
             lines += ["", *fanout_text(row, cpus)]
         elif kind == "commands":
