@@ -35,7 +35,7 @@ from bench.rows.alarms import (
     rules_script,
 )
 from bench.rows.fanout import BUDGETS, row_settings
-from bench.rows.httpingest import LIMIT_DEFAULTS, SETTINGS, changed_settings, figures
+from bench.rows.httpingest import LIMIT_DEFAULTS, changed_settings, figures
 from bench.support.hubenv import SOCKETS_PER_USER_DEFAULT, socket_cap
 from bench.support.procs import Child
 from bridges.mqtt.broker import EmbeddedBroker
@@ -311,9 +311,10 @@ def test_http_row_bodies_fit_the_hubs_default_limits_and_are_stored_whole() -> N
         "HUB_HTTP_INGEST_TIMEOUT_SECONDS": str(hub["HTTP_INGEST_TIMEOUT_SECONDS"]),
         "HUB_THROTTLE_DEVICE_INGEST": hub["THROTTLE_DEVICE_INGEST"],
     } == LIMIT_DEFAULTS
-    # The throttle is the one default the row raises, and it says so.
-    assert changed_settings({**LIMIT_DEFAULTS, **SETTINGS}) == {
-        "HUB_THROTTLE_DEVICE_INGEST": {"default": "600/min", "used": "100000/min"}
+    # The row keeps the defaults; a limit set in the environment is named as changed.
+    assert changed_settings(dict(LIMIT_DEFAULTS)) == {}
+    assert changed_settings({**LIMIT_DEFAULTS, "HUB_THROTTLE_DEVICE_INGEST": "off"}) == {
+        "HUB_THROTTLE_DEVICE_INGEST": {"default": "600/min", "used": "off"}
     }
     now = now_ms()
     base = now - 20 * 86_400_000
@@ -389,18 +390,21 @@ def test_http_row_figures_and_section_from_a_recorded_result() -> None:
         "seconds": 30.0,
         "errors": [],
         "load": {
-            "settings": {**LIMIT_DEFAULTS, **SETTINGS},
-            "changed": changed_settings({**LIMIT_DEFAULTS, **SETTINGS}),
+            "settings": {**LIMIT_DEFAULTS, "HUB_THROTTLE_DEVICE_INGEST": "off"},
+            "changed": changed_settings({**LIMIT_DEFAULTS, "HUB_THROTTLE_DEVICE_INGEST": "off"}),
         },
         "phases": {"backfill": phase},
     }
     hub = {"sustained": {"consumed": 20_000.0}, "drain": {"rate": 30_000.0}}
     assert hub_readings_per_s({"rows": {"hub": hub, "http": row}}) == pytest.approx(60_000)
     text = "\n".join(http_text(row, 2, hub))
-    assert "HUB_THROTTLE_DEVICE_INGEST RAISED to 100000/min" in text
-    assert "(the hub's default: 600/min" in text
-    kept = "defaults kept: HUB_HTTP_INGEST_MAX_BYTES 1048576, HUB_HTTP_INGEST_MAX_READINGS 10000, "
-    assert kept + "HUB_HTTP_INGEST_TIMEOUT_SECONDS 30.0\n" in text
+    changed = (
+        "HUB_THROTTLE_DEVICE_INGEST off (CHANGED in the environment; the hub's default: 600/min)"
+    )
+    assert "settings: " + changed in text
+    kept = "the hub's defaults: HUB_HTTP_INGEST_MAX_BYTES 1048576, "
+    kept += "HUB_HTTP_INGEST_MAX_READINGS 10000, HUB_HTTP_INGEST_TIMEOUT_SECONDS 30.0\n"
+    assert kept in text
     assert "10,000 rd CSV, 285 KiB" in text
     assert "240,000 / 240,000" in text and "✓" in text
     assert "= 60,000 readings/s sustained; HTTP/MQTT readings/s: backfill 0.50" in text

@@ -21,7 +21,7 @@ def hub_readings_per_s(results: dict[str, Any]) -> float | None:
 
 
 def settings_line(load: dict[str, Any]) -> str:
-    """Return which of the hub's limits the row's processes ran with, and what was raised."""
+    """Return which of the hub's limits the row's processes ran with, and any not the default."""
     changed = load.get("changed") or {}
     kept = [
         f"{name} {value}"
@@ -29,11 +29,10 @@ def settings_line(load: dict[str, Any]) -> str:
         if name not in changed
     ]
     parts = [
-        f"{name} RAISED to {item['used']} for this row (the hub's default: {item['default']};"
-        " each client posts back to back, above one device's default rate)"
+        f"{name} {item['used']} (CHANGED in the environment; the hub's default: {item['default']})"
         for name, item in changed.items()
     ]
-    return "settings: " + "; ".join([*parts, "defaults kept: " + ", ".join(kept)])
+    return "settings: " + "; ".join([*parts, "the hub's defaults: " + ", ".join(kept)])
 
 
 def body_text(phase: dict[str, Any], name: str) -> str:

@@ -41,10 +41,10 @@ LIMIT_DEFAULTS = {
     "HUB_HTTP_INGEST_TIMEOUT_SECONDS": "30.0",
     "HUB_THROTTLE_DEVICE_INGEST": "600/min",
 }
-# Each client posts its next body as soon as the last is answered: one device at well
-# above the default 10 requests/s. Raised for this row unless the caller sets it; the
-# throttle still counts every request (its cost stays in the figures).
-SETTINGS = {"HUB_THROTTLE_DEVICE_INGEST": "100000/min"}
+# The row runs with these defaults: a backfill body is ~286 KiB and 10 000 readings, and
+# a closed-loop device here posts 1-3 requests/s, under the throttle's 10/s (the section
+# prints the busiest device's rate; a 429 would show in the statuses). A HUB_* variable
+# set in the bench's environment reaches the processes and is printed as changed.
 DAY_MS = 86_400_000
 # Backfill timestamps start this far back: inside HUB_RAW_RETENTION_DAYS (30), and far
 # enough that a full phase's bodies (at most MAX_BODIES x 3 334 s) stay in the past.
@@ -148,9 +148,7 @@ class HttpRow:
             "max_bodies_per_backfill_client": MAX_BODIES,
         }
         try:
-            self.hub = FleetHub(
-                "http", self.context, self.databases, self.seed, None, settings=SETTINGS
-            )
+            self.hub = FleetHub("http", self.context, self.databases, self.seed, None)
             say("starting daphne and hub ingest (no broker, no bridge)")
             await self.hub.start(daphnes=1)
             env = self.hub.env
