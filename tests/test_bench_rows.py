@@ -408,6 +408,9 @@ def test_http_row_figures_and_section_from_a_recorded_result() -> None:
     assert "10,000 rd CSV, 285 KiB" in text
     assert "240,000 / 240,000" in text and "✓" in text
     assert "= 60,000 readings/s sustained; HTTP/MQTT readings/s: backfill 0.50" in text
+    slow = dict(phase, readings_per_s=106.0)
+    slow_text = "\n".join(http_text({**row, "phases": {"single": slow}}, 2, hub))
+    assert "HTTP/MQTT readings/s: single 0.0018" in slow_text
     # 6 requests in 8 s; 4 clients at 3 requests/s wait 1 333 ms each (Little's law).
     assert (
         "busiest device 0.8 requests/s (HUB_THROTTLE_DEVICE_INGEST's default 600/min: the" in text

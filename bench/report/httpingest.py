@@ -119,6 +119,11 @@ def rate_line(phase: dict[str, Any], throttle: str) -> str:
     )
 
 
+def ratio_text(value: float) -> str:
+    """Format a ratio with two decimals, or two significant digits below 0.1."""
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.2g}"
+
+
 def mqtt_line(results_hub: dict[str, Any] | None, phases: dict[str, Any]) -> str:
     """Return the hub row's readings/s and the HTTP/MQTT ratio per phase, or why there is none."""
     if not results_hub:
@@ -126,7 +131,7 @@ def mqtt_line(results_hub: dict[str, Any] | None, phases: dict[str, Any]) -> str
     rate = hub_readings_per_s({"rows": {"hub": results_hub}})
     if rate:
         ratios = ", ".join(
-            f"{name} {phases[name]['readings_per_s'] / rate:.2f}"
+            f"{name} {ratio_text(phases[name]['readings_per_s'] / rate)}"
             for name in PHASES
             if name in phases
         )

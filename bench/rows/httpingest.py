@@ -210,9 +210,10 @@ class HttpRow:
         self.clients.send(cmd="go")
         say(f"{mode}: {clients} clients for {seconds:g} s")
         done = await self.clients.reply(seconds + ANSWER_TIMEOUT_S + 30)
+        # The clients exit once they have answered: their CPU is what they reported.
+        clients_child, self.clients = self.clients, None
         cpu = usage.end({"http-clients": done["cpu_s"]})
-        await self.clients.stop()
-        self.clients = None
+        await clients_child.stop()
         self.hub.check()
         counted = await self.count(uids, done["ts_min"], done["ts_max"])
         result = {"clients": clients, "done": done, "counted": counted, "cpu": cpu}
