@@ -31,7 +31,7 @@ test: $(STAMP) services
 	$(BIN)/pytest --durations=15
 
 ## bench: ingest throughput/latency of the hub against a bare paho ceiling, a naive consumer and Node-RED, with 1 000 alarm rules,
-## then live fan-out, command round trip and history API rows (bench/README.md)
+## then HTTP ingest, live fan-out, command round trip and history API rows (bench/README.md)
 ## (BENCH_ARGS=--quick for a shorter run; BENCH_ARGS="--rows fanout,commands,history" for some rows)
 bench: $(STAMP) services
 	$(BIN)/python -m bench.ingest $(BENCH_ARGS)

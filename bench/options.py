@@ -166,7 +166,8 @@ def parse_args(argv: list[str] | None = None, *, description: str = "") -> argpa
         per_row = defaults["budget_per_row"]
         assert isinstance(per_row, float)
         args.budget = per_row * max(1, ladder_rows)
-    for name in ("alarm_devices", "nodered_batch", "nodered_pool"):
+    counts = ("alarm_devices", "nodered_batch", "nodered_pool")
+    for name in (*counts, "http_backfill_clients", "http_readings", "http_clients"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     apply_defaults(args)

@@ -20,9 +20,11 @@ import pytest
 from django.http import HttpResponse
 
 from bench.load.historyprobe import read_body, shape
+from bench.load.httpclients import backfill_body, read_answer, single_body
 from bench.load.nodered import STAGING_SOURCE, TOPIC, batch_sql, flow, settings_js
 from bench.load.publisher import VARIANTS, DeviceLink, now_ms, value_tables
 from bench.options import LADDER_ROWS, parse_args, plan_for
+from bench.report.httpingest import http_text, hub_readings_per_s
 from bench.report.peers import nodered_notes
 from bench.rows.alarms import (
     EVEN_THRESHOLD,
@@ -33,11 +35,14 @@ from bench.rows.alarms import (
     rules_script,
 )
 from bench.rows.fanout import BUDGETS, row_settings
+from bench.rows.httpingest import LIMIT_DEFAULTS, changed_settings, figures
 from bench.support.hubenv import SOCKETS_PER_USER_DEFAULT, socket_cap
 from bench.support.procs import Child
 from bridges.mqtt.broker import EmbeddedBroker
 from core.streaming import json_object_chunks, streaming_response
 from hub.broker import device_check, device_lookup
+from telemetry.codec.bodies import CSV_FORM, JSON_FORM, BodyDecoded, decode_body
+from telemetry.http_ingest import ingest_limits
 from telemetry.storage.postgresql import STORE
 from tests.factories import make_device, make_user
 from tests.security.mqtt import ThreadedBroker
@@ -280,3 +285,144 @@ def test_a_comparison_of_rates_from_a_coarse_ladder_is_not_given_a_verdict() -> 
     [line] = [line for line in nodered_notes(results) if line.startswith("issue 17")]
     assert "msg/s = 0.73 ✗ (≥ 1)" in line
     assert "?" not in line
+
+
+def test_http_row_runs_after_the_ingest_rows_with_its_options() -> None:
+    args = parse_args(["--quick", "--rows", "hub,http"])
+    assert args.rows == ["hub", "http"]
+    assert "http" not in LADDER_ROWS
+    assert (args.http_seconds, args.http_backfill_clients) == (6.0, 4)
+    assert (args.http_readings, args.http_clients) == (10_000, 100)
+    # The hub row keeps its whole ladder budget: the HTTP row bounds itself.
+    assert plan_for(args, "hub").budget_s == pytest.approx(1.2 * 60)
+    assert parse_args(["--rows", "http"]).http_seconds == 20.0
+    with pytest.raises(SystemExit):
+        parse_args(["--rows", "http", "--http-clients", "0"])
+
+
+def test_http_row_bodies_fit_the_hubs_default_limits_and_are_stored_whole() -> None:
+    from django.conf import settings
+
+    # The defaults the row prints and compares with are the hub's.
+    hub = settings.HUB
+    assert {
+        "HUB_HTTP_INGEST_MAX_BYTES": str(hub["HTTP_INGEST_MAX_BYTES"]),
+        "HUB_HTTP_INGEST_MAX_READINGS": str(hub["HTTP_INGEST_MAX_READINGS"]),
+        "HUB_HTTP_INGEST_TIMEOUT_SECONDS": str(hub["HTTP_INGEST_TIMEOUT_SECONDS"]),
+        "HUB_THROTTLE_DEVICE_INGEST": hub["THROTTLE_DEVICE_INGEST"],
+    } == LIMIT_DEFAULTS
+    # The row keeps the defaults; a limit set in the environment is named as changed.
+    assert changed_settings(dict(LIMIT_DEFAULTS)) == {}
+    assert changed_settings({**LIMIT_DEFAULTS, "HUB_THROTTLE_DEVICE_INGEST": "off"}) == {
+        "HUB_THROTTLE_DEVICE_INGEST": {"default": "600/min", "used": "off"}
+    }
+    now = now_ms()
+    base = now - 20 * 86_400_000
+    body, following = backfill_body(base, 1000, 10_000)
+    assert len(body) <= hub["HTTP_INGEST_MAX_BYTES"]
+    decoded = decode_body("dev-1", body, CSV_FORM, now_ms=now, limits=ingest_limits())
+    assert isinstance(decoded, BodyDecoded), decoded
+    assert decoded.rejected == []
+    assert len(decoded.readings) == 10_000
+    keys = {(reading.metric, reading.ts) for reading in decoded.readings}
+    assert len(keys) == 10_000  # each reading counted once
+    # The next body starts after this one's last timestamp: none collides.
+    assert max(reading.ts for reading in decoded.readings) < following
+    one = decode_body("dev-1", single_body(now, 0), JSON_FORM, now_ms=now, limits=ingest_limits())
+    assert isinstance(one, BodyDecoded), one
+    assert len(one.readings) == 1
+
+
+def test_http_clients_read_sized_and_chunked_answers_on_a_kept_connection() -> None:
+    async def answers() -> list[tuple[int, bytes, bool]]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n"
+            b'{"stored": 1}'
+            b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"4\r\nbusy\r\n1\r\n!\r\n0\r\n\r\n"
+            b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        return [await read_answer(reader) for _ in range(3)]
+
+    assert asyncio.run(answers()) == [
+        (200, b'{"stored": 1}', True),
+        (503, b"busy!", True),
+        (429, b"", False),
+    ]
+
+
+def _http_phase(rows: int, sent: int, wall: float, cores: float) -> dict[str, Any]:
+    done = {
+        "wall_s": wall,
+        "requests": sent // 10_000,
+        "statuses": {"200": sent // 10_000},
+        "errors": {},
+        "readings_sent": sent,
+        "readings_ok": sent,
+        "answered": {"stored": sent, "duplicates": 0, "rejected": 0},
+        "latency_ms": {"n": 2, "p50": 1000.0, "p90": 1100.0, "p99": 1200.0, "max": 1200.0},
+        "body_bytes_max": 292_000,
+        "requests_busiest_client": 6,
+    }
+    counted = {"rows": rows, "distinct": rows}
+    cpu = {
+        "window_s": 8.0,
+        "cores": {"daphne 1": cores, "ingest": 0.5},
+        "machine_busy_cores": 1.0,
+        "other_cores": 0.0,
+    }
+    return {"clients": 4, "done": done, "counted": counted, "cpu": cpu}
+
+
+def test_http_row_figures_and_section_from_a_recorded_result() -> None:
+    phase = _http_phase(rows=240_000, sent=240_000, wall=8.0, cores=0.25)
+    phase.update(figures(phase["done"], phase["counted"], phase["cpu"]))
+    assert phase["readings_per_s"] == pytest.approx(30_000)
+    assert phase["exactly_once"] is True
+    # 0.25 cores x 8 s = 2 CPU s for 240 000 readings.
+    assert phase["cpu_s_per_10k"]["daphne 1"] == pytest.approx(2 / 24)
+    assert phase["cpu_s_per_10k"]["ingest"] == pytest.approx(4 / 24)
+    short = _http_phase(rows=239_999, sent=240_000, wall=8.0, cores=0.25)
+    assert figures(short["done"], short["counted"], short["cpu"])["exactly_once"] is False
+    row = {
+        "kind": "http",
+        "seconds": 30.0,
+        "errors": [],
+        "load": {
+            "settings": {**LIMIT_DEFAULTS, "HUB_THROTTLE_DEVICE_INGEST": "off"},
+            "changed": changed_settings({**LIMIT_DEFAULTS, "HUB_THROTTLE_DEVICE_INGEST": "off"}),
+        },
+        "phases": {"backfill": phase},
+    }
+    hub = {"sustained": {"consumed": 20_000.0}, "drain": {"rate": 30_000.0}}
+    assert hub_readings_per_s({"rows": {"hub": hub, "http": row}}) == pytest.approx(60_000)
+    text = "\n".join(http_text(row, 2, hub))
+    changed = (
+        "HUB_THROTTLE_DEVICE_INGEST off (CHANGED in the environment; the hub's default: 600/min)"
+    )
+    assert "settings: " + changed in text
+    kept = "the hub's defaults: HUB_HTTP_INGEST_MAX_BYTES 1048576, "
+    kept += "HUB_HTTP_INGEST_MAX_READINGS 10000, HUB_HTTP_INGEST_TIMEOUT_SECONDS 30.0\n"
+    assert kept in text
+    assert "10,000 rd CSV, 285 KiB" in text
+    assert "240,000 / 240,000" in text and "✓" in text
+    assert "= 60,000 readings/s sustained; HTTP/MQTT readings/s: backfill 0.50" in text
+    slow = dict(phase, readings_per_s=106.0)
+    slow_text = "\n".join(http_text({**row, "phases": {"single": slow}}, 2, hub))
+    assert "HTTP/MQTT readings/s: single 0.0018" in slow_text
+    # 6 requests in 8 s; 4 clients at 3 requests/s wait 1 333 ms each (Little's law).
+    assert (
+        "busiest device 0.8 requests/s (HUB_THROTTLE_DEVICE_INGEST's default 600/min: the" in text
+    )
+    assert "latency ≈ clients ÷ requests/s = 1,333.3 ms" in text
+    fast = dict(phase, done={**phase["done"], "requests_busiest_client": 81})
+    assert "10.1 requests/s (HUB_THROTTLE_DEVICE_INGEST's default 600/min: above" in "\n".join(
+        http_text({**row, "phases": {"backfill": fast}}, 2, hub)
+    )
+    alone = "\n".join(http_text(row, 2, None))
+    assert "not run this time, no ratio" in alone
+    # A hub row whose ladder held no step has no sustained rate: no ratio, its drain named.
+    held_none = "\n".join(http_text(row, 2, {"sustained": None, "drain": {"rate": 30_000.0}}))
+    assert "no sustained rate, no ratio (its burst drained at 30,000 msg/s = 90,000" in held_none
+    assert "HTTP/MQTT" not in held_none

@@ -1,4 +1,4 @@
-"""The hub in production mode for the fan-out and command rows: bridge, ingest, Daphne(s).
+"""The hub in production mode for the fan-out, command and HTTP rows: bridge, ingest, Daphne(s).
 
 A template database is seeded once per run: the user `bench` with an API
 token and N devices registered by `hub device add` (run through
@@ -6,7 +6,7 @@ token and N devices registered by `hub device add` (run through
 as the devices' credentials. Each row gets a copy of it, a private Mosquitto
 with the hub's configuration (started by the row), a channel-layer prefix of
 its own on the machine's Redis, and `hub bridge`, `hub ingest` and one or more
-`daphne hub.asgi:application` processes.
+`daphne hub.asgi:application` processes (the HTTP ingest row: no broker, no bridge).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class FleetHub:
         context: RowContext,
         databases: Databases,
         seed: FleetSeed,
-        broker_port: int,
+        broker_port: int | None,
         settings: dict[str, str] | None = None,
     ) -> None:
         self.name = name
@@ -134,12 +134,15 @@ class FleetHub:
         self.daphnes: list[tuple[Child, int]] = []
 
     async def start(self, daphnes: int = 1) -> None:
-        """Copy the template, start the ingest worker, the bridge and Daphne(s)."""
+        """Copy the template, start the ingest worker, the bridge (with a broker) and Daphne(s)."""
         url = self.databases.create(self.db_name, template=self.seed.template)
+        # Production mode needs MQTT_URL; without a broker (the HTTP row) nothing listens
+        # there, and no process of the row connects to it: only `hub bridge` does.
+        port = self.broker_port if self.broker_port is not None else free_port()
         self.env = hub_env(
             DATABASE_URL=url,
             REDIS_URL=REDIS_URL,
-            MQTT_URL=f"mqtt://127.0.0.1:{self.broker_port}",
+            MQTT_URL=f"mqtt://127.0.0.1:{port}",
             SECRET_KEY=f"bench-{uuid.uuid4().hex}",
             HUB_CHANNEL_PREFIX=self.prefix,
             HUB_MQTT_CLIENT_ID=f"bench-{self.context.run_id}-{self.name}",
@@ -150,7 +153,8 @@ class FleetHub:
             self.env.setdefault(key, value)
         self.conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
         self.ingest = await self.process("ingest", [str(BIN / "hub"), "ingest"])
-        self.bridge = await self.process("bridge", [str(BIN / "hub"), "bridge"])
+        if self.broker_port is not None:
+            self.bridge = await self.process("bridge", [str(BIN / "hub"), "bridge"])
         for _ in range(daphnes):
             await self.add_daphne()
 

@@ -1,4 +1,5 @@
-"""The rows that are not ingest ladders: fan-out (issue 4), commands (issue 6), history (issue 5).
+"""The rows that are not ingest ladders: HTTP ingest (issue 15), fan-out (issue 4), commands
+(issue 6), history (issue 5).
 
 Each has its own options (added to `python -m bench.ingest`), its own full and
 --quick defaults, and returns one JSON record with `"kind"` set; report/table.py
@@ -18,8 +19,9 @@ from bench.support.services import Databases
 
 logger = logging.getLogger("bench")
 
-SCENARIOS = ("fanout", "commands", "history")
+SCENARIOS = ("http", "fanout", "commands", "history")
 FULL = {
+    "http_seconds": 20.0,
     "fanout_window": 20.0,
     "fanout_settle": 45.0,
     "fanout_warmup": 5.0,
@@ -29,6 +31,7 @@ FULL = {
     "history_requests": 200,
 }
 QUICK = {
+    "http_seconds": 6.0,
     "fanout_window": 8.0,
     "fanout_settle": 10.0,
     "fanout_warmup": 3.0,
@@ -40,8 +43,26 @@ QUICK = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the three rows' options."""
-    group = parser.add_argument_group("fan-out, commands and history rows")
+    """Add the four rows' options."""
+    group = parser.add_argument_group("HTTP ingest, fan-out, commands and history rows")
+    group.add_argument(
+        "--http-seconds", type=float, help="HTTP row: seconds of each phase (full 20, quick 6)"
+    )
+    group.add_argument(
+        "--http-backfill-clients",
+        type=int,
+        default=4,
+        help="HTTP row: devices posting backfill bodies, one connection each",
+    )
+    group.add_argument(
+        "--http-readings", type=int, default=10_000, help="HTTP row: readings per backfill body"
+    )
+    group.add_argument(
+        "--http-clients",
+        type=int,
+        default=100,
+        help="HTTP row: devices posting 1-reading bodies, one keep-alive connection each",
+    )
     group.add_argument("--fanout-clients", type=int, default=200, help="WebSocket clients")
     group.add_argument("--fanout-devices", type=int, default=100, help="publishing devices")
     group.add_argument("--fanout-rate", type=float, default=10.0, help="msg/s per device")
@@ -121,12 +142,18 @@ class Seeds:
 async def run_scenario(
     name: str, args: argparse.Namespace, context: RowContext, seeds: Seeds
 ) -> dict[str, Any]:
-    """Run one of the three rows; its record has "kind" and "errors"."""
+    """Run one of the four rows; its record has "kind" and "errors"."""
     devices = max(
         args.fanout_devices if "fanout" in args.rows else 0,
         args.command_devices if "commands" in args.rows else 0,
+        max(args.http_clients, args.http_backfill_clients) if "http" in args.rows else 0,
     )
     try:
+        if name == "http":
+            from bench.rows.httpingest import HttpRow
+
+            fleet = await seeds.fleet_for(devices)
+            return await HttpRow(args, context, seeds.databases, fleet).run()
         if name == "fanout":
             from bench.rows.fanout import FanoutRow
 
