@@ -25,4 +25,6 @@ USER hub
 # 8000: Daphne (HTTP, WebSocket, /metrics); 9100: a worker's --metrics-port.
 EXPOSE 8000 9100
 STOPSIGNAL SIGTERM
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "hub.asgi:application"]
+# No --proxy-headers: reached directly, Daphne would take any client's X-Forwarded-For as
+# its address. compose.yaml adds it behind nginx, which overwrites that header.
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "hub.asgi:application"]

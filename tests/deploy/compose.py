@@ -10,6 +10,7 @@ used exactly as written.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,14 @@ def dockerfile_env() -> dict[str, str]:
                 name, _, value = pair.partition("=")
                 env[name] = value
     return env
+
+
+def dockerfile_cmd() -> list[str]:
+    """Return the hub image's default command (its exec-form CMD)."""
+    (line,) = [line for line in DOCKERFILE.read_text().splitlines() if line.startswith("CMD ")]
+    command = json.loads(line[4:])
+    assert isinstance(command, list), line
+    return [str(part) for part in command]
 
 
 @dataclass

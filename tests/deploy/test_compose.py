@@ -29,6 +29,7 @@ from tests.deploy.compose import (
     LocalService,
     Machine,
     compose_load,
+    dockerfile_cmd,
     dockerfile_env,
     env_file,
     local_service,
@@ -212,6 +213,24 @@ def test_proxy_config_sends_http_and_websockets_to_every_daphne():
     assert find(locations[("=", "/metrics")], "return")[0][1] == ["404"]
     # Socket URLs carry API tokens (?token=…): the access log keeps the path only.
     assert "$request_uri" not in NGINX_CONF.read_text()
+
+
+def test_only_a_daphne_behind_the_proxy_believes_x_forwarded_for():
+    # Daphne's --proxy-headers takes the client address from X-Forwarded-For, from anyone:
+    # reached directly, a client would choose the address its throttles count. Only
+    # Daphnes that clients reach through nginx, which overwrites the header, may use it.
+    image = dockerfile_cmd()
+    assert image[0] == "daphne" and "--proxy-headers" not in image, image
+    config = nginx_parse(NGINX_CONF.read_text())
+    (http,) = find(config, "http")
+    (server,) = find(http[2], "server")
+    for _, args, location in find(server[2], "location"):
+        if find(location, "proxy_pass"):
+            headers = {tuple(args[:2]) for _, args, _ in find(location, "proxy_set_header")}
+            assert ("X-Forwarded-For", "$remote_addr") in headers, args
+    for name, service in hub_services(compose_load(filled_env())).items():
+        if "--proxy-headers" in service.get("command", []):
+            assert not service.get("ports"), f"{name}: published, so reachable directly"
 
 
 @pytest.fixture
