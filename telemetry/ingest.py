@@ -113,7 +113,7 @@ async def batch_apply(batch: IngestBatch) -> BatchApplied | None:
     apart = batches_at_once() > 1
     try:
         applied: BatchApplied = await database_sync_to_async(
-            ingest_apply, thread_sensitive=not apart
+            _apply_closing if apart else ingest_apply, thread_sensitive=not apart
         )(
             readings=batch.readings,
             events=batch.events,
@@ -332,6 +332,18 @@ async def _sweep_loop(
             prune.add_done_callback(_prune_done)
     if prune is not None and not prune.done():
         prune.cancel()
+
+
+def _apply_closing(**batch: Any) -> BatchApplied:
+    """Store a batch on a thread of the loop's executor, then close that thread's connection.
+
+    As for pruning (below): the thread outlives the call, and its connection would
+    outlive the loop unclosed; with the pool, closing returns it there.
+    """
+    try:
+        return ingest_apply(**batch)
+    finally:
+        connection.close()
 
 
 def _prune_closing(*, now: datetime) -> Any:

@@ -76,6 +76,21 @@ def test_pruning_on_an_executor_thread_closes_that_threads_connection():
     assert seen == {"open": False}
 
 
+def test_a_batch_stored_on_an_executor_thread_closes_that_threads_connection():
+    # With several batches at once each is stored on a thread of the loop's executor:
+    # its connection must not outlive the thread unclosed, as for pruning.
+    seen: dict[str, bool] = {}
+
+    def apply() -> None:
+        ingest._apply_closing(readings=[], events=[], received_at=datetime.now(UTC))
+        seen["open"] = connection.connection is not None
+
+    thread = threading.Thread(target=apply)
+    thread.start()
+    thread.join(30)
+    assert seen == {"open": False}
+
+
 async def test_batches_at_once_and_a_batch_with_events_waits_for_those_before_it(settings):
     """Two readings batches of a-1 blocked inside their transactions at once; a batch with
     b-1's status after them is not applied until they are (its events apply in order)."""
@@ -116,6 +131,14 @@ async def test_batches_at_once_and_a_batch_with_events_waits_for_those_before_it
         row = await cursor.fetchone()
         return bool(row and row[0])
 
+    async def backends() -> int:
+        cursor = await watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        )
+        row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    before = await backends()
     stop = asyncio.Event()
     worker = asyncio.create_task(ingest.ingest_run(stop))
     try:
@@ -138,6 +161,10 @@ async def test_batches_at_once_and_a_batch_with_events_waits_for_those_before_it
         await async_wait_until(b1_online, message="b-1 online once a-1's batches are stored")
         cursor = await watcher.execute("SELECT count(*) FROM telemetry_reading")
         assert await cursor.fetchone() == (2,)
+        stop.set()
+        await asyncio.wait_for(worker, 10)
+        # Each batch closed its thread's connection: none outlives the worker.
+        assert await backends() == before
     finally:
         await holder.close()
         await watcher.close()
