@@ -3,9 +3,11 @@
 Called by telemetry's store right after the rows are inserted, so the alarm state
 commits (or rolls back) with the readings: a redelivered batch inserts nothing and
 so changes nothing, and `kill -9` at any moment loses no pending `for` timer.
-Per batch: one query for the matching rules (nothing more when there are none),
-one that locks the (rule, device) states in a fixed order, creating missing ones
-first with INSERT … ON CONFLICT DO NOTHING; writes only for what changed.
+Per batch: one read of the rules' revision (the rules themselves only when they
+changed: alarms/rulebook.py; nothing more when none matches), one query that locks
+the batch's (rule, device) states that exist, in a fixed order, after creating those
+whose condition a reading meets with INSERT … ON CONFLICT DO NOTHING; writes only
+for what changed.
 """
 
 from __future__ import annotations
@@ -14,16 +16,17 @@ import copy
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from django.db import connection
-from django.db.models import Exists, Field, JSONField, OuterRef, Q
+from django.db.models import Field, JSONField
 
 from alarms.bulk import STATE_FIELDS, alarms_write, states_write
-from alarms.conditions import CLEARED, RAISED, UPDATED, Spec, Track, Value, fits, holds, step
+from alarms.conditions import CLEARED, RAISED, UPDATED, Track, Value, fits, holds, step
 from alarms.frames import AlarmChange, alarm_change
-from alarms.models import Alarm, AlarmEvent, AlarmRule, Condition, RuleState
+from alarms.models import Alarm, AlarmEvent, Condition, RuleState
 from alarms.outbox import Notice, deliveries_enqueue
+from alarms.rulebook import Rule, rulebook
 from core.moments import ms_to_datetime
 
 # (device id, metric, ts in epoch ms): a row the batch inserted.
@@ -35,39 +38,6 @@ NewestStored = Callable[[Mapping[tuple[int, str], set[int]]], Mapping[tuple[int,
 # A no_data rule's heartbeat is written at most this often per device: silence is
 # measured from a last arrival up to this much older than the true one.
 NO_DATA_RESOLUTION_S = 1.0
-
-
-class RuleRow(NamedTuple):
-    """The columns of an enabled rule that evaluation reads, and whether it has any state."""
-
-    id: int
-    owner_id: int
-    device_id: int | None
-    name: str
-    metric: str
-    condition: str
-    threshold: float | None
-    low: float | None
-    high: float | None
-    value: Any
-    silence: int | None
-    for_seconds: int
-    clear: float | None
-    severity: str
-    stateful: bool
-
-
-def rule_spec(rule: AlarmRule | RuleRow) -> Spec:
-    """Return what evaluation needs of a rule."""
-    return Spec(
-        condition=rule.condition,
-        threshold=rule.threshold,
-        low=rule.low,
-        high=rule.high,
-        value=rule.value,
-        for_ms=rule.for_seconds * 1000,
-        clear=rule.clear,
-    )
 
 
 @dataclass(slots=True)
@@ -127,66 +97,6 @@ class Changes:
         return changes
 
 
-def _column(field: object) -> str:
-    """Return a concrete model field's column (the plain-SQL queries name them from the models)."""
-    assert isinstance(field, Field), field
-    return str(field.column)
-
-
-def _rules_sql() -> str:
-    """The matching rules' query in plain SQL, its columns named by the models."""
-    rule, state = AlarmRule._meta, RuleState._meta
-    columns = ", ".join(
-        # jsonb as its text, decoded by the field as the ORM would.
-        f"r.{_column(rule.get_field(name))}" + ("::text" if name == "value" else "")
-        for name in RuleRow._fields[:-1]
-    )
-    rule_fk = _column(state.get_field("rule"))
-    return (
-        f"SELECT {columns}, EXISTS (SELECT 1 FROM {state.db_table} s WHERE s.{rule_fk} = r.id) "  # noqa: S608 - names from the models
-        f"FROM {rule.db_table} r WHERE (r.device_id IS NULL OR r.device_id = ANY(%s)) "
-        "AND r.enabled AND r.owner_id = ANY(%s) AND r.metric = ANY(%s) ORDER BY r.id"
-    )
-
-
-def _rules_matching(*, devices: set[int], owners: set[int], metrics: set[str]) -> list[RuleRow]:
-    """Return the enabled rules of these owners on these metrics, for all or one of the devices.
-
-    Every batch asks; on PostgreSQL in plain SQL, as building the ORM's query each time
-    cost more CPU than the rest of a small batch's evaluation.
-    """
-    if connection.vendor == "postgresql":
-        value_field = AlarmRule._meta.get_field("value")
-        assert isinstance(value_field, JSONField)
-        with connection.cursor() as cursor:
-            cursor.execute(_rules_sql(), [sorted(devices), sorted(owners), sorted(metrics)])
-            rows = cursor.fetchall()
-        at = RuleRow._fields.index("value")
-        return [
-            RuleRow._make(
-                (
-                    *row[:at],
-                    # The ORM's own decoding of the jsonb text (no expression: a plain column).
-                    value_field.from_db_value(row[at], None, connection),  # type: ignore[arg-type]
-                    *row[at + 1 :],
-                )
-            )
-            for row in rows
-        ]
-    return [
-        RuleRow(*row)
-        for row in AlarmRule.objects.filter(
-            Q(device__isnull=True) | Q(device_id__in=devices),
-            enabled=True,
-            owner_id__in=owners,
-            metric__in=metrics,
-        )
-        # Whether the rule has any state: if not, none of its pairs needs reading.
-        .annotate(stateful=Exists(RuleState.objects.filter(rule_id=OuterRef("pk"))))
-        .values_list(*RuleRow._fields)
-    ]
-
-
 def rules_evaluate(
     *,
     keys: Sequence[ReadingKey],
@@ -201,20 +111,16 @@ def rules_evaluate(
     `keys` are the (device id, metric, ts) of the rows the batch inserted, `values`
     their values; `metrics` the batch's metrics (a superset will do). `devices` maps
     uid to (device id, owner id) for the batch's devices; `newest` tells the newest
-    reading of a series stored before this batch (see NewestStored). The rules are
-    asked for first, so a batch that no rule watches costs one query and no work per
-    reading. A (rule, device) that is idle — condition not met, nothing pending, no
+    reading of a series stored before this batch (see NewestStored). The rules come
+    first, so a batch that no rule watches costs one query (the rules' revision) and
+    no work per reading. A (rule, device) that is idle — condition not met, nothing pending, no
     alarm — has no state row and costs no write: only a reading that meets the
     condition (or a no_data rule's heartbeat, at most once per NO_DATA_RESOLUTION_S)
     locks and writes its state.
     """
     if not keys:
         return []
-    rules = _rules_matching(
-        devices={device_id for device_id, _ in devices.values()},
-        owners={owner_id for _, owner_id in devices.values()},
-        metrics=set(metrics),
-    )
+    rules = rulebook().rules({owner_id for _, owner_id in devices.values()}, set(metrics))
     if not rules:
         return []
     by_id = {device_id: (uid, owner_id) for uid, (device_id, owner_id) in devices.items()}
@@ -227,7 +133,7 @@ def rules_evaluate(
     devices_of: dict[tuple[int, str], list[int]] = {}
     for device_id, metric in series:
         devices_of.setdefault((by_id[device_id][1], metric), []).append(device_id)
-    pairs: dict[tuple[int, int], RuleRow] = {}
+    pairs: dict[tuple[int, int], Rule] = {}
     for rule in rules:
         if rule.device_id is None:
             for device_id in devices_of.get((rule.owner_id, rule.metric), ()):
@@ -235,7 +141,7 @@ def rules_evaluate(
         elif (rule.device_id, rule.metric) in series and by_id[rule.device_id][1] == rule.owner_id:
             pairs[(rule.id, rule.device_id)] = rule
     lock, create = _pairs_to_lock(pairs, series, received_at)
-    if not lock and not create:
+    if not lock:
         return []
     changes = Changes()
     dirty: list[RuleState] = []
@@ -271,7 +177,7 @@ def rules_evaluate(
 
 def _new_series(
     states: Mapping[tuple[int, int], RuleState],
-    pairs: Mapping[tuple[int, int], RuleRow],
+    pairs: Mapping[tuple[int, int], Rule],
     series: Mapping[tuple[int, str], list[tuple[int, Value]]],
 ) -> dict[tuple[int, str], set[int]]:
     """Return the series of the value rules' new states, each with the batch's timestamps.
@@ -290,14 +196,15 @@ def _new_series(
 
 
 def _pairs_to_lock(
-    pairs: Mapping[tuple[int, int], RuleRow],
+    pairs: Mapping[tuple[int, int], Rule],
     series: Mapping[tuple[int, str], list[tuple[int, Value]]],
     received_at: datetime,
 ) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
-    """Return the pairs to lock if they have a state, and those to give one if they do not.
+    """Return the pairs whose state to lock if it exists, and those among them to give one.
 
-    Without a query for value rules (a rule without state has idle pairs only); one
-    plain read for no_data pairs, whose heartbeat is written only when it is stale.
+    Every value rule's pair is locked if it has a state (pending, holding or active),
+    which that query finds; a pair whose readings meet the condition gets one first.
+    no_data pairs cost one plain read: their heartbeat is written only when stale.
     """
     lock: set[tuple[int, int]] = set()
     create: set[tuple[int, int]] = set()
@@ -319,42 +226,24 @@ def _pairs_to_lock(
             found = heard.get(key)
             if found is None or found[1] is not None or found[0] is None or found[0] <= fresh:
                 create.add(key)
+                lock.add(key)
             continue
-        spec = rule_spec(rule)
-        if any(
-            fits(spec, value) and holds(spec, value) for _, value in series[(key[1], rule.metric)]
-        ):
+        lock.add(key)
+        spec = rule.spec
+        readings = series[(key[1], rule.metric)]
+        if any(fits(spec, value) and holds(spec, value) for _, value in readings):
             create.add(key)
-        elif rule.stateful:
-            lock.add(key)
     return lock, create
 
 
 def _states_locked(
     lock: set[tuple[int, int]], create: set[tuple[int, int]]
 ) -> dict[tuple[int, int], RuleState]:
-    """Lock the pairs' states in (rule, device) order; give `create` pairs one first if missing.
+    """Lock the pairs' states that exist, in (rule, device) order; give `create` pairs one first.
 
     Inserting every `create` pair (ON CONFLICT DO NOTHING) and then locking costs two
     statements; reading first to insert only the missing ones cost three.
     """
-    wanted = lock | create
-    rule_ids = sorted({rule_id for rule_id, _ in wanted})
-    device_ids = sorted({device_id for _, device_id in wanted})
-
-    def locked() -> dict[tuple[int, int], RuleState]:
-        rows = (
-            RuleState.objects.select_for_update(of=("self",))
-            .select_related("alarm")
-            .filter(rule_id__in=rule_ids, device_id__in=device_ids)
-            .order_by("rule_id", "device_id")
-        )
-        return {
-            (state.rule_id, state.device_id): state
-            for state in rows
-            if (state.rule_id, state.device_id) in wanted
-        }
-
     if create:
         # Those that exist, or that another worker creates meanwhile, are left as they are.
         RuleState.objects.bulk_create(
@@ -364,11 +253,86 @@ def _states_locked(
             ],
             ignore_conflicts=True,
         )
-    return locked()
+    if connection.vendor == "postgresql":
+        return _states_locked_postgresql(lock)
+    rows = (
+        RuleState.objects.select_for_update(of=("self",))
+        .select_related("alarm")
+        .filter(
+            rule_id__in={rule_id for rule_id, _ in lock},
+            device_id__in={device_id for _, device_id in lock},
+        )
+        .order_by("rule_id", "device_id")
+    )
+    return {
+        (state.rule_id, state.device_id): state
+        for state in rows
+        if (state.rule_id, state.device_id) in lock
+    }
+
+
+def _states_locked_postgresql(lock: set[tuple[int, int]]) -> dict[tuple[int, int], RuleState]:
+    """Lock the pairs' states with their alarms in plain SQL: the ORM's query cost more to build."""
+    state_fields = RuleState._meta.concrete_fields
+    alarm_fields = Alarm._meta.concrete_fields
+    pairs = sorted(lock)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _LOCK_STATES,
+            [[rule_id for rule_id, _ in pairs], [device_id for _, device_id in pairs]],
+        )
+        rows = cursor.fetchall()
+    states: dict[tuple[int, int], RuleState] = {}
+    split = len(state_fields)
+    for row in rows:
+        state = RuleState.from_db(
+            connection.alias, [field.attname for field in state_fields], row[:split]
+        )
+        if state.alarm_id is not None:
+            values = [
+                field.from_db_value(value, None, connection)  # type: ignore[arg-type]
+                if isinstance(field, JSONField)
+                else value
+                for field, value in zip(alarm_fields, row[split:], strict=True)
+            ]
+            state.alarm = Alarm.from_db(
+                connection.alias, [field.attname for field in alarm_fields], values
+            )
+        states[(state.rule_id, state.device_id)] = state
+    return states
+
+
+def _column(field: object) -> str:
+    """Return a concrete model field's column (the plain-SQL queries name them from the models)."""
+    assert isinstance(field, Field), field
+    return str(field.column)
+
+
+def _lock_states_sql() -> str:
+    """The states' lock in plain SQL, with each state's alarm; columns named by the models."""
+    state, alarm = RuleState._meta, Alarm._meta
+    columns = [f"s.{field.column}" for field in state.concrete_fields] + [
+        # jsonb as its text, decoded by the field as the ORM would.
+        f"a.{field.column}" + ("::text" if isinstance(field, JSONField) else "")
+        for field in alarm.concrete_fields
+    ]
+    rule, device, alarm_id = (
+        _column(state.get_field(name)) for name in ("rule", "device", "alarm")
+    )
+    return (
+        f"SELECT {', '.join(columns)} FROM {state.db_table} s "  # noqa: S608 - names from the models
+        f"JOIN unnest(%s::bigint[], %s::bigint[]) AS p(rule_id, device_id) "
+        f"ON s.{rule} = p.rule_id AND s.{device} = p.device_id "
+        f"LEFT JOIN {alarm.db_table} a ON a.id = s.{alarm_id} "
+        f"ORDER BY s.{rule}, s.{device} FOR UPDATE OF s"
+    )
+
+
+_LOCK_STATES = _lock_states_sql()
 
 
 def _no_data_heard(
-    rule: RuleRow,
+    rule: Rule,
     state: RuleState,
     alarm: Alarm | None,
     points: list[tuple[int, Value]],
@@ -392,7 +356,7 @@ def _no_data_heard(
 
 
 def _readings_apply(
-    rule: RuleRow,
+    rule: Rule,
     state: RuleState,
     alarm: Alarm | None,
     points: list[tuple[int, Value]],
@@ -401,7 +365,7 @@ def _readings_apply(
     uid: str,
 ) -> Alarm | None:
     """Step the rule through the readings in device-time order; record every change."""
-    spec = rule_spec(rule)
+    spec = rule.spec
     track = Track(
         last_ts=state.last_ts,
         pending_since=state.pending_since,

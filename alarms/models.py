@@ -228,3 +228,17 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} → {self.webhook_id} ({self.state})"
+
+
+class RulesRevision(models.Model):
+    """One row whose `revision` a trigger rewrites with any change to the rules (0002).
+
+    Processes keep the rules they read while it is unchanged (alarms/rulebook.py).
+    """
+
+    ROW = 1
+
+    revision = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"rules revision {self.revision}"

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from alarms.models import Alarm, AlarmEvent, Delivery, RuleState, Webhook
+from alarms.models import Alarm, AlarmEvent, AlarmRule, Delivery, RulesRevision, RuleState, Webhook
 from telemetry.services import readings_store_batch
 from tests.alarms.conftest import RECEIVED, T0, make_rule, store
 from tests.factories import make_device, make_user
@@ -159,14 +159,15 @@ def test_disabled_rule_does_nothing(owner, device):
 
 def test_a_batch_without_matching_rules_costs_one_query_and_touches_no_state(owner, device):
     make_rule(owner, device, condition="above", threshold=10, metric="other")
+    store("ev-1", [(0, 0)])  # reads the owner's rules once
     with CaptureQueriesContext(connection) as queries:
-        store("ev-1", [(i, i) for i in range(100)])
+        store("ev-1", [(i, i) for i in range(1, 100)])
     alarm_queries = [q["sql"] for q in queries if "alarms_" in q["sql"]]
     assert len(alarm_queries) == 1, alarm_queries
-    assert "alarms_alarmrule" in alarm_queries[0]
+    assert "alarms_rulesrevision" in alarm_queries[0]
 
 
-def test_a_batch_with_an_open_alarm_reads_rules_and_states_in_two_queries(owner, device):
+def test_a_batch_with_an_open_alarm_reads_the_revision_and_the_states_in_two_queries(owner, device):
     make_rule(owner, None, condition="above", threshold=10)
     make_rule(owner, device, condition="below", threshold=-10)
     store("ev-1", [(0, 11)])  # opens an alarm: its state is kept
@@ -175,6 +176,61 @@ def test_a_batch_with_an_open_alarm_reads_rules_and_states_in_two_queries(owner,
     reads = [q["sql"] for q in queries if "alarms_" in q["sql"] and q["sql"].startswith("SELECT")]
     assert len(reads) == 2, reads
     assert "FOR UPDATE" in reads[1]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda rule: AlarmRule.objects.update(threshold=100), id="bulk-update"),
+        pytest.param(lambda rule: _sql("UPDATE alarms_alarmrule SET enabled = false"), id="sql"),
+        pytest.param(lambda rule: rule.delete(), id="delete"),
+    ],
+)
+def test_the_next_batch_sees_any_change_to_the_rules(owner, device, change):
+    rule = make_rule(owner, None, condition="above", threshold=10)
+    store("ev-1", [(0, 50)])  # the rules are read and kept
+    store("ev-1", [(1000, 5)])  # cleared by the kept rule
+    assert Alarm.objects.filter(state="active").count() == 0
+    change(rule)
+    store("ev-1", [(2000, 50)])
+    assert Alarm.objects.filter(state="active").count() == 0
+
+
+def test_the_next_batch_sees_a_new_rule(owner, device):
+    make_rule(owner, device, condition="above", threshold=1000)
+    store("ev-1", [(0, 50)])  # the owner's rules are read and kept
+    make_rule(owner, device, condition="above", threshold=10)
+    store("ev-1", [(1000, 50)])
+    assert Alarm.objects.filter(state="active").count() == 1
+
+
+def test_a_rule_another_connection_commits_is_seen_by_the_next_batch(owner, device):
+    make_rule(owner, device, condition="above", threshold=10, metric="other")
+    store("ev-1", [(0, 50)])  # the owner's rules are read and kept
+
+    def create() -> None:
+        make_rule(owner, device, condition="above", threshold=10)
+        connection.close()
+
+    thread = threading.Thread(target=create)
+    thread.start()
+    thread.join(10)
+    store("ev-1", [(1000, 50)])
+    assert Alarm.objects.filter(state="active").count() == 1
+
+
+def test_without_a_revision_row_every_batch_reads_the_rules(owner, device):
+    make_rule(owner, device, condition="above", threshold=10, metric="other")
+    RulesRevision.objects.all().delete()
+    store("ev-1", [(0, 0)])
+    with CaptureQueriesContext(connection) as queries:
+        store("ev-1", [(1, 1)])
+    assert any("alarms_alarmrule" in q["sql"] for q in queries)
+
+
+def _sql(statement: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(statement)
 
 
 def test_two_workers_storing_one_device_at_once_raise_one_alarm(owner, device):
