@@ -21,13 +21,14 @@ from typing import Any
 from django.db import connection
 from django.db.models import Field, JSONField
 
-from alarms.bulk import STATE_FIELDS, alarms_write, states_write
+from alarms.bulk import STATE_FIELDS, alarms_write, rows_insert, states_write
 from alarms.conditions import CLEARED, RAISED, UPDATED, Track, Value, fits, holds, step
 from alarms.frames import AlarmChange, alarm_change
 from alarms.models import Alarm, AlarmEvent, Condition, RuleState
 from alarms.outbox import Notice, deliveries_enqueue
 from alarms.rulebook import Rule, rulebook
 from core.moments import ms_to_datetime
+from core.pgarrays import int_array
 
 # (device id, metric, ts in epoch ms): a row the batch inserted.
 ReadingKey = tuple[int, str, int]
@@ -74,10 +75,13 @@ class Changes:
             return []
         # Clears first: a pair's new active alarm must not meet its old one (one open per pair).
         alarms_write(list(self.updated.values()))
-        Alarm.objects.bulk_create(self.created)
-        AlarmEvent.objects.bulk_create(
-            AlarmEvent(alarm=alarm, kind=kind, at=at, user_id=user_id, value=value)
-            for alarm, _, kind, at, value, user_id in self.events
+        rows_insert(Alarm, self.created)
+        rows_insert(
+            AlarmEvent,
+            [
+                AlarmEvent(alarm=alarm, kind=kind, at=at, user_id=user_id, value=value)
+                for alarm, _, kind, at, value, user_id in self.events
+            ],
         )
         notices = []
         for alarm, snapshot, kind, _, _, _ in self.events:
@@ -246,7 +250,8 @@ def _states_locked(
     """
     if create:
         # Those that exist, or that another worker creates meanwhile, are left as they are.
-        RuleState.objects.bulk_create(
+        rows_insert(
+            RuleState,
             [
                 RuleState(rule_id=rule_id, device_id=device_id)
                 for rule_id, device_id in sorted(create)
@@ -277,10 +282,8 @@ def _states_locked_postgresql(lock: set[tuple[int, int]]) -> dict[tuple[int, int
     alarm_fields = Alarm._meta.concrete_fields
     pairs = sorted(lock)
     with connection.cursor() as cursor:
-        cursor.execute(
-            _LOCK_STATES,
-            [[rule_id for rule_id, _ in pairs], [device_id for _, device_id in pairs]],
-        )
+        rule_ids = int_array(rule_id for rule_id, _ in pairs)
+        cursor.execute(_LOCK_STATES, [rule_ids, int_array(device_id for _, device_id in pairs)])
         rows = cursor.fetchall()
     states: dict[tuple[int, int], RuleState] = {}
     split = len(state_fields)

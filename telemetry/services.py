@@ -15,6 +15,7 @@ from django.db.models import Exists, OuterRef, Q
 from alarms.evaluation import rules_evaluate
 from alarms.frames import AlarmChange
 from core.conf import hub_settings
+from core.pgarrays import int_array, text_array
 from devices.attribute_services import AttributesState, attributes_to_republish
 from devices.events import DeviceEvent
 from devices.models import Command, Device, PresenceEvent
@@ -150,13 +151,14 @@ def _known_columns(
 
 # Every batch runs these; on PostgreSQL as plain SQL, which costs a fraction of building
 # the ORM's queries each time (most of a small batch's CPU in the worker).
-_DEVICES_ACTIVE = "SELECT uid, id, owner_id FROM {device} WHERE uid = ANY(%s) AND active"
+# Arrays go as their text form (core.pgarrays): a quarter of the CPU of psycopg's list dump.
+_DEVICES_ACTIVE = "SELECT uid, id, owner_id FROM {device} WHERE uid = ANY(%s::text[]) AND active"
 _CAME_ONLINE = (
-    "SELECT id, owner_id, uid FROM {device} WHERE id = ANY(%s) AND NOT online ORDER BY id "
-    "FOR UPDATE"
+    "SELECT id, owner_id, uid FROM {device} WHERE id = ANY(%s::bigint[]) AND NOT online "
+    "ORDER BY id FOR UPDATE"
 )
 _MARK_SEEN = (
-    "UPDATE {device} SET last_seen = %s, online = true WHERE id = ANY(%s) "
+    "UPDATE {device} SET last_seen = %s, online = true WHERE id = ANY(%s::bigint[]) "
     "AND (last_seen IS NULL OR last_seen < %s OR NOT online)"
 )
 
@@ -165,7 +167,7 @@ def _devices_active(uids: set[str]) -> dict[str, tuple[int, int]]:
     """Return uid -> (device id, owner id) of the active devices among `uids`."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(_DEVICES_ACTIVE.format(device=Device._meta.db_table), [list(uids)])
+            cursor.execute(_DEVICES_ACTIVE.format(device=Device._meta.db_table), [text_array(uids)])
             rows = cursor.fetchall()
     else:
         rows = list(
@@ -183,14 +185,15 @@ def _devices_seen(seen: list[int], received_at: datetime) -> list[tuple[int, int
     """
     if connection.vendor == "postgresql":
         table = Device._meta.db_table
+        ids = int_array(seen)
         with connection.cursor() as cursor:
-            cursor.execute(_CAME_ONLINE.format(device=table), [seen])
+            cursor.execute(_CAME_ONLINE.format(device=table), [ids])
             came_online = [(int(a), int(b), str(c)) for a, b, c in cursor.fetchall()]
             if came_online:
                 _presence_from_data(came_online, received_at)
             cursor.execute(
                 _MARK_SEEN.format(device=table),
-                [received_at, seen, received_at - LAST_SEEN_RESOLUTION],
+                [received_at, ids, received_at - LAST_SEEN_RESOLUTION],
             )
         return came_online
     came_online = list(
