@@ -2,29 +2,49 @@
 
 bulk_update's CASE WHEN per field costs ~1 ms per row to build and plan at hundreds
 of rows (35 ms for a batch's few dozen alarms); rows_update is one UPDATE … FROM
-(VALUES …) on PostgreSQL, and executemany on SQLite (in process: no round trips to
-save). bulk_create's per-object preparation cost more than the insert of a batch's
-few alarms and events; rows_insert is one INSERT … SELECT FROM unnest(…) on
-PostgreSQL and bulk_create elsewhere. Values go through each field's own
+unnest(…) on PostgreSQL, an array per column, so its text is the same at any size,
+and executemany on SQLite (in process: no round trips to save). bulk_create's
+per-object preparation cost more than the insert of a batch's few alarms and
+events; rows_insert is one INSERT … SELECT FROM unnest(…) on PostgreSQL and
+bulk_create elsewhere. Values go through each field's own
 preparation (get_db_prep_save), as the ORM's would.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from alarms.models import Alarm, RuleState
+from core.pgarrays import int_array
 
-# PostgreSQL binds at most 65 535 parameters per statement.
-PARAMETERS_PER_STATEMENT = 60_000
 STATE_FIELDS = ("last_ts", "pending_since", "holding", "alarm", "last_arrival", "silent_at")
 ALARM_FIELDS = ("state", "cleared", "value", "peak", "changed")
 
 
-def states_write(states: Sequence[RuleState]) -> None:
-    """Store the evaluation columns of these (rule, device) states (their alarms already saved)."""
+def states_write(states: Sequence[RuleState], idle: Sequence[int] = ()) -> None:
+    """Store the evaluation columns of these states (their alarms saved), delete the `idle` ones.
+
+    One statement on PostgreSQL (the delete a CTE of the update).
+    """
+    if not idle:
+        rows_update(RuleState, states, STATE_FIELDS)
+        return
+    delete = f"DELETE FROM {RuleState._meta.db_table} WHERE id = ANY(%s::bigint[])"  # noqa: S608
+    if connection.vendor == "postgresql" and states:
+        rows_update(RuleState, states, STATE_FIELDS, before=(f"WITH idle AS ({delete}) ", idle))
+        return
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(delete, [int_array(idle)])
+        else:
+            cursor.executemany(
+                f"DELETE FROM {RuleState._meta.db_table} WHERE id = %s",  # noqa: S608
+                [(state_id,) for state_id in idle],
+            )
     rows_update(RuleState, states, STATE_FIELDS)
 
 
@@ -42,18 +62,19 @@ def rows_insert(
     """
     if not rows:
         return
-    if connection.vendor != "postgresql":
+    db = _database()
+    if db.vendor != "postgresql":
         model._default_manager.bulk_create(rows, ignore_conflicts=ignore_conflicts)
         return
     fields = [field for field in model._meta.concrete_fields if not field.primary_key]
     # Arrays of the base type: unnest gives each value its column's type on insert.
-    types = [str(field.db_type(connection)).split("(")[0] for field in fields]
-    columns = [[_prepared(row, field) for row in rows] for field in fields]
+    types = [str(field.db_type(db)).split("(")[0] for field in fields]
+    columns = [[_prepared(row, field, db) for row in rows] for field in fields]
     sql = (
         f"INSERT INTO {model._meta.db_table} ({', '.join(field.column for field in fields)}) "  # noqa: S608 - from the model
         f"SELECT * FROM unnest({', '.join(f'%s::{kind}[]' for kind in types)})"
     )
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         if ignore_conflicts:
             cursor.execute(sql + " ON CONFLICT DO NOTHING", columns)
             return
@@ -62,49 +83,70 @@ def rows_insert(
         for row, (key,) in zip(rows, cursor.fetchall(), strict=True):
             row.pk = key
             row._state.adding = False
-            row._state.db = connection.alias
+            row._state.db = db.alias
 
 
 def rows_update(
-    model: type[models.Model], rows: Sequence[models.Model], names: Sequence[str]
+    model: type[models.Model],
+    rows: Sequence[models.Model],
+    names: Sequence[str],
+    *,
+    before: tuple[str, Sequence[int]] | None = None,
 ) -> None:
-    """Set these fields of these saved rows, by primary key, in as few statements as can be."""
+    """Set these fields of these saved rows, by primary key, in one statement.
+
+    `before` (PostgreSQL only) is a WITH clause taking one integer array, and the
+    array: a statement the update carries along.
+    """
     if not rows:
         return
     fields = [model._meta.get_field(name) for name in names]
     concrete = [field for field in fields if isinstance(field, models.Field)]
     assert len(concrete) == len(fields), names
-    values = [[row.pk, *(_prepared(row, field) for field in concrete)] for row in rows]
     table = model._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
+    db = _database()
+    with db.cursor() as cursor:
+        if db.vendor != "postgresql":
+            assert before is None
             assignments = ", ".join(f"{field.column} = %s" for field in concrete)
             cursor.executemany(
                 f"UPDATE {table} SET {assignments} WHERE id = %s",  # noqa: S608 - from the model
-                [(*row[1:], row[0]) for row in values],
+                [(*(_prepared(row, field, db) for field in concrete), row.pk) for row in rows],
             )
             return
-        # VALUES columns are typed by their first row: cast each to its column's type.
-        types = ["bigint", *(str(field.db_type(connection)) for field in concrete)]
+        # Arrays of the base type, a column each: the statement's text is the same every time.
+        types = [str(field.db_type(db)).split("(")[0] for field in concrete]
         assignments = ", ".join(
-            f"{field.column} = v.column{index}" for index, field in enumerate(concrete, start=2)
+            f"{field.column} = v.c{index}" for index, field in enumerate(concrete)
         )
-        placeholder = "(" + ", ".join(f"%s::{kind}" for kind in types) + ")"
-        per_statement = PARAMETERS_PER_STATEMENT // len(types)
-        for start in range(0, len(values), per_statement):
-            chunk = values[start : start + per_statement]
-            cursor.execute(
-                f"UPDATE {table} AS s SET {assignments} "  # noqa: S608 - from the model
-                f"FROM (VALUES {', '.join([placeholder] * len(chunk))}) AS v "
-                "WHERE s.id = v.column1",
-                [value for row in chunk for value in row],
-            )
+        names_of_v = ", ".join(f"c{index}" for index in range(len(concrete)))
+        params: list[Any] = [int_array(row.pk for row in rows)]
+        params += [[_prepared(row, field, db) for row in rows] for field in concrete]
+        prefix = ""
+        if before is not None:
+            prefix = before[0]
+            params.insert(0, int_array(before[1]))
+        cursor.execute(
+            f"{prefix}UPDATE {table} AS s SET {assignments} "  # noqa: S608 - from the model
+            f"FROM unnest(%s::bigint[], {', '.join(f'%s::{kind}[]' for kind in types)}) "
+            f"AS v(id, {names_of_v}) WHERE s.id = v.id",
+            params,
+        )
 
 
-def _prepared(row: models.Model, field: models.Field) -> object:  # type: ignore[type-arg]
+def _database() -> BaseDatabaseWrapper:
+    """Return the default connection itself, not its proxy.
+
+    Each attribute read through django.db.connection costs a context-local lookup,
+    and preparing a batch's values reads hundreds.
+    """
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _prepared(row: models.Model, field: models.Field, db: BaseDatabaseWrapper) -> Any:  # type: ignore[type-arg]
     """Return the field's value of the row as the database takes it."""
     if field.is_relation and field.is_cached(row):  # type: ignore[attr-defined]
         # The related object's key now: it may have been saved after it was assigned.
         related = getattr(row, field.name)
         return None if related is None else related.pk
-    return field.get_db_prep_save(getattr(row, field.attname), connection)
+    return field.get_db_prep_save(getattr(row, field.attname), db)

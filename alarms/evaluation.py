@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, JSONField
 
 from alarms.bulk import STATE_FIELDS, alarms_write, rows_insert, states_write
 from alarms.conditions import CLEARED, RAISED, UPDATED, Track, Value, fits, holds, step
 from alarms.frames import AlarmChange, alarm_change
 from alarms.models import Alarm, AlarmEvent, Condition, RuleState
-from alarms.outbox import Notice, deliveries_enqueue
+from alarms.outbox import Notice, Webhooks, deliveries_enqueue
 from alarms.rulebook import Rule, rulebook
 from core.moments import ms_to_datetime
 from core.pgarrays import int_array
@@ -50,6 +50,8 @@ class Changes:
     # (the alarm, a copy of it as it was at the change, kind, at, reading value, user id)
     events: list[tuple[Alarm, Alarm, str, datetime, Any, int | None]] = field(default_factory=list)
     uids: dict[int, str] = field(default_factory=dict)
+    # The owners' enabled webhooks, if the caller keeps them (else the outbox reads them).
+    webhooks: Webhooks | None = None
 
     def add(
         self,
@@ -87,7 +89,7 @@ class Changes:
         for alarm, snapshot, kind, _, _, _ in self.events:
             snapshot.pk = alarm.pk
             notices.append(Notice(snapshot, kind, self.uids[alarm.device_id]))
-        hooked = deliveries_enqueue(notices)
+        hooked = deliveries_enqueue(notices, self.webhooks)
         changes = [
             alarm_change(
                 snapshot,
@@ -124,7 +126,8 @@ def rules_evaluate(
     """
     if not keys:
         return []
-    rules = rulebook().rules({owner_id for _, owner_id in devices.values()}, set(metrics))
+    book = rulebook()
+    rules = book.rules({owner_id for _, owner_id in devices.values()}, set(metrics))
     if not rules:
         return []
     by_id = {device_id: (uid, owner_id) for uid, (device_id, owner_id) in devices.items()}
@@ -147,7 +150,7 @@ def rules_evaluate(
     lock, create = _pairs_to_lock(pairs, series, received_at)
     if not lock:
         return []
-    changes = Changes()
+    changes = Changes(webhooks=book.webhooks)
     dirty: list[RuleState] = []
     idle: list[int] = []
     states = _states_locked(lock, create)
@@ -173,9 +176,7 @@ def rules_evaluate(
             dirty.append(state)
     # Alarms first: the states point at the ones just opened.
     saved = changes.save()
-    states_write(dirty)
-    if idle:
-        RuleState.objects.filter(pk__in=idle).delete()
+    states_write(dirty, idle)
     return saved
 
 
@@ -278,29 +279,27 @@ def _states_locked(
 
 def _states_locked_postgresql(lock: set[tuple[int, int]]) -> dict[tuple[int, int], RuleState]:
     """Lock the pairs' states with their alarms in plain SQL: the ORM's query cost more to build."""
-    state_fields = RuleState._meta.concrete_fields
-    alarm_fields = Alarm._meta.concrete_fields
+    db = connections[DEFAULT_DB_ALIAS]  # not the proxy: one context-local lookup, not one a row
     pairs = sorted(lock)
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         rule_ids = int_array(rule_id for rule_id, _ in pairs)
         cursor.execute(_LOCK_STATES, [rule_ids, int_array(device_id for _, device_id in pairs)])
         rows = cursor.fetchall()
     states: dict[tuple[int, int], RuleState] = {}
-    split = len(state_fields)
+    state_names = [field.attname for field in RuleState._meta.concrete_fields]
+    alarm_fields = Alarm._meta.concrete_fields
+    alarm_names = [field.attname for field in alarm_fields]
+    split = len(state_names)
     for row in rows:
-        state = RuleState.from_db(
-            connection.alias, [field.attname for field in state_fields], row[:split]
-        )
+        state = RuleState.from_db(db.alias, state_names, row[:split])
         if state.alarm_id is not None:
             values = [
-                field.from_db_value(value, None, connection)  # type: ignore[arg-type]
+                field.from_db_value(value, None, db)  # type: ignore[arg-type]
                 if isinstance(field, JSONField)
                 else value
                 for field, value in zip(alarm_fields, row[split:], strict=True)
             ]
-            state.alarm = Alarm.from_db(
-                connection.alias, [field.attname for field in alarm_fields], values
-            )
+            state.alarm = Alarm.from_db(db.alias, alarm_names, values)
         states[(state.rule_id, state.device_id)] = state
     return states
 

@@ -230,15 +230,17 @@ class Delivery(models.Model):
         return f"{self.event} → {self.webhook_id} ({self.state})"
 
 
-class RulesRevision(models.Model):
-    """One row whose `revision` a trigger rewrites with any change to the rules (0002).
+class Revision(models.Model):
+    """A row per table that processes keep copies of, rewritten by a trigger on any change (0002).
 
-    Processes keep the rules they read while it is unchanged (alarms/rulebook.py).
+    Evaluation keeps the enabled rules and the owners' webhooks it has read while their
+    revisions are unchanged (alarms/rulebook.py).
     """
 
-    ROW = 1
+    RULES = 1
+    WEBHOOKS = 2
 
     revision = models.BigIntegerField()
 
     def __str__(self) -> str:
-        return f"rules revision {self.revision}"
+        return f"revision {self.pk}: {self.revision}"

@@ -7,7 +7,7 @@ notification and never loses it; alarms/delivery.py sends them.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,10 @@ EVENTS = {
 }
 
 
+# Owner ids -> {owner id: ids of their enabled webhooks} for those with any.
+Webhooks = Callable[[Collection[int]], Mapping[int, list[int]]]
+
+
 @dataclass(frozen=True, slots=True)
 class Notice:
     """One alarm change to notify: its kind, and a copy of the alarm as it was then."""
@@ -40,20 +44,18 @@ def delivery_body(*, event: str, delivery: str, document: dict[str, Any]) -> str
     return orjson.dumps({"event": event, "delivery": delivery, "alarm": document}).decode()
 
 
-def deliveries_enqueue(notices: Sequence[Notice]) -> set[int]:
+def deliveries_enqueue(notices: Sequence[Notice], webhooks: Webhooks | None = None) -> set[int]:
     """Write a delivery per (notice, enabled webhook of its owner), in notice order.
 
     Return the owners who got some: only they need the delivery loop woken. Documents,
     and the names of who acknowledged the alarms, are looked up for those only (most
-    batches' changes have no webhook to go to).
+    batches' changes have no webhook to go to). `webhooks` tells the owners' enabled
+    webhooks (evaluation keeps them: alarms/rulebook.py); without it they are read.
     """
     if not notices:
         return set()
-    hooks: dict[int, list[int]] = {}
-    for hook_id, owner_id in Webhook.objects.filter(
-        owner_id__in={notice.alarm.owner_id for notice in notices}, enabled=True
-    ).values_list("id", "owner_id"):
-        hooks.setdefault(owner_id, []).append(hook_id)
+    owners = {notice.alarm.owner_id for notice in notices}
+    hooks = (webhooks or webhooks_read)(owners)
     if not hooks:
         return set()
     notified = [notice for notice in notices if notice.alarm.owner_id in hooks]
@@ -79,6 +81,18 @@ def deliveries_enqueue(notices: Sequence[Notice]) -> set[int]:
             )
     Delivery.objects.bulk_create(rows)
     return set(hooks)
+
+
+def webhooks_read(owners: Collection[int]) -> dict[int, list[int]]:
+    """Return owner id -> ids of their enabled webhooks, for those of the owners with any."""
+    hooks: dict[int, list[int]] = {}
+    for hook_id, owner_id in (
+        Webhook.objects.filter(owner_id__in=owners, enabled=True)
+        .order_by("id")
+        .values_list("id", "owner_id")
+    ):
+        hooks.setdefault(owner_id, []).append(hook_id)
+    return hooks
 
 
 def _usernames(user_ids: set[int | None]) -> dict[int | None, str]:

@@ -1,13 +1,15 @@
-"""The enabled rules as evaluation reads them, kept per process while the database says they hold.
+"""The rules and webhooks evaluation reads, kept per process while the database says they hold.
 
 Every batch needs the rules of its devices' owners; reading them each time cost a
 query returning a row per rule per batch (500 rows for the alarms bench row's
-batches). Instead each process keeps the rules it has read, per owner, tagged with
-the rules' revision: a database trigger (migration 0002) writes a new random
-revision in the same transaction as any change to the rules table, whoever makes
-it (REST, admin, shell, a bulk UPDATE, a cascade). A batch reads the revision,
-one row by primary key, and reloads only when it differs. A revision read before
-a change commits tags rules read no earlier: the next batch sees the new revision.
+batches), and every batch that changes an alarm asked for its owners' webhooks.
+Instead each process keeps what it has read, per owner, tagged with the two tables'
+revisions: database triggers (migration 0002) write a new random revision in the
+same transaction as any change to the rules or the webhooks, whoever makes it
+(REST, admin, shell, a bulk UPDATE, a cascade). A batch reads the revisions, two
+rows by primary key, and reads the rest again only when one differs. Revisions
+read before a change commits tag rows read no earlier: the next batch sees the new
+revision.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any
 from django.db import connection
 
 from alarms.conditions import Spec
-from alarms.models import AlarmRule, RulesRevision
+from alarms.models import AlarmRule, Revision
+from alarms.outbox import webhooks_read
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +57,7 @@ COLUMNS = (
     "for_seconds",
     "clear",
 )
-_REVISION = f"SELECT revision FROM {RulesRevision._meta.db_table} WHERE id = %s"  # noqa: S608
+_REVISIONS = f"SELECT id, revision FROM {Revision._meta.db_table} WHERE id IN (%s, %s)"  # noqa: S608
 
 
 def _rule(row: tuple[Any, ...]) -> Rule:
@@ -73,11 +76,19 @@ def _rule(row: tuple[Any, ...]) -> Rule:
 
 
 class Rulebook:
-    """The enabled rules of some owners as of one revision: owner id -> metric -> rules."""
+    """Some owners' enabled rules and webhooks as of one revision of each (None: not kept)."""
 
-    def __init__(self, revision: int | None) -> None:
-        self.revision = revision
+    def __init__(self, rules: int | None, webhooks: int | None, kept: Rulebook | None) -> None:
+        """Start a book of these revisions, with what `kept` holds of the same ones."""
+        self.revisions = (rules, webhooks)
+        # owner id -> metric -> enabled rules; owner id -> enabled webhook ids.
         self._owners: dict[int, dict[str, list[Rule]]] = {}
+        self._webhooks: dict[int, list[int]] = {}
+        if kept is not None:
+            if rules is not None and kept.revisions[0] == rules:
+                self._owners = kept._owners
+            if webhooks is not None and kept.revisions[1] == webhooks:
+                self._webhooks = kept._webhooks
 
     def rules(self, owners: Collection[int], metrics: Collection[str]) -> list[Rule]:
         """Return the owners' enabled rules on these metrics, reading the owners not kept yet."""
@@ -100,26 +111,33 @@ class Rulebook:
                     found += by_metric.get(metric, ())
         return found
 
+    def webhooks(self, owners: Collection[int]) -> dict[int, list[int]]:
+        """Return owner id -> ids of their enabled webhooks, for those of the owners with any."""
+        missing = [owner_id for owner_id in owners if owner_id not in self._webhooks]
+        if missing:
+            found = webhooks_read(missing)
+            self._webhooks.update({owner_id: found.get(owner_id, []) for owner_id in missing})
+        return {
+            owner_id: self._webhooks[owner_id] for owner_id in owners if self._webhooks[owner_id]
+        }
+
 
 _lock = threading.Lock()
-_kept = Rulebook(None)
+_kept = Rulebook(None, None, None)
 
 
 def rulebook() -> Rulebook:
-    """Return the rules as of the revision committed now: this process's, or a fresh book.
+    """Return the rules and webhooks as of the revisions committed now, with what is kept of them.
 
     Called in the batch's transaction. Without a revision row (a database just
-    flushed) nothing is kept: every batch reads the rules, as it would without a book.
+    flushed) its table's rows are not kept: every batch reads them, as without a book.
     """
     global _kept
     with connection.cursor() as cursor:
-        cursor.execute(_REVISION, [RulesRevision.ROW])
-        row = cursor.fetchone()
-    revision = None if row is None else int(row[0])
+        cursor.execute(_REVISIONS, [Revision.RULES, Revision.WEBHOOKS])
+        found = dict(cursor.fetchall())
+    rules, webhooks = found.get(Revision.RULES), found.get(Revision.WEBHOOKS)
     with _lock:
-        if revision is None or _kept.revision != revision:
-            book = Rulebook(revision)
-            if revision is not None:
-                _kept = book
-            return book
+        if _kept.revisions != (rules, webhooks) or rules is None or webhooks is None:
+            _kept = Rulebook(rules, webhooks, _kept)
         return _kept

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from alarms.models import Alarm, AlarmEvent, AlarmRule, Delivery, RulesRevision, RuleState, Webhook
+from alarms.models import Alarm, AlarmEvent, AlarmRule, Delivery, Revision, RuleState, Webhook
 from telemetry.services import readings_store_batch
 from tests.alarms.conftest import RECEIVED, T0, make_rule, store
 from tests.factories import make_device, make_user
@@ -164,7 +164,7 @@ def test_a_batch_without_matching_rules_costs_one_query_and_touches_no_state(own
         store("ev-1", [(i, i) for i in range(1, 100)])
     alarm_queries = [q["sql"] for q in queries if "alarms_" in q["sql"]]
     assert len(alarm_queries) == 1, alarm_queries
-    assert "alarms_rulesrevision" in alarm_queries[0]
+    assert "alarms_revision" in alarm_queries[0]
 
 
 def test_a_batch_with_an_open_alarm_reads_the_revision_and_the_states_in_two_queries(owner, device):
@@ -221,7 +221,7 @@ def test_a_rule_another_connection_commits_is_seen_by_the_next_batch(owner, devi
 
 def test_without_a_revision_row_every_batch_reads_the_rules(owner, device):
     make_rule(owner, device, condition="above", threshold=10, metric="other")
-    RulesRevision.objects.all().delete()
+    Revision.objects.filter(pk=Revision.RULES).delete()
     store("ev-1", [(0, 0)])
     with CaptureQueriesContext(connection) as queries:
         store("ev-1", [(1, 1)])
@@ -300,3 +300,15 @@ def test_changes_say_whether_a_webhook_delivery_was_written(owner, device):
     stored = store("ev-1", [(1000, 5)])
     assert [(change.event, change.notified) for change in stored.alarms] == [("cleared", True)]
     assert Delivery.objects.get().event == "alarm.cleared"
+
+
+def test_the_next_batch_sees_any_change_to_the_webhooks(owner, device):
+    make_rule(owner, device, condition="above", threshold=10)
+    # Someone else's webhook: the webhooks have a revision, so the owner's are kept.
+    Webhook.objects.create(owner=make_user(), url="https://hooks.example.com/o", secret="s" * 32)
+    assert Revision.objects.filter(pk=Revision.WEBHOOKS).exists()
+    assert [change.notified for change in store("ev-1", [(0, 11)]).alarms] == [False]
+    Webhook.objects.create(owner=owner, url="https://hooks.example.com/x", secret="s" * 32)
+    assert [change.notified for change in store("ev-1", [(1000, 5)]).alarms] == [True]
+    Webhook.objects.filter(owner=owner).update(enabled=False)
+    assert [change.notified for change in store("ev-1", [(2000, 11)]).alarms] == [False]
