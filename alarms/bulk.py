@@ -13,7 +13,7 @@ preparation (get_db_prep_save), as the ORM's would.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -53,37 +53,121 @@ def alarms_write(alarms: Sequence[Alarm]) -> None:
     rows_update(Alarm, alarms, ALARM_FIELDS)
 
 
+class Children(NamedTuple):
+    """Rows of another model to insert with new rows, some pointing at them by `key` (a field)."""
+
+    model: type[models.Model]
+    rows: Sequence[models.Model]
+    key: str
+
+
 def rows_insert(
-    model: type[models.Model], rows: Sequence[models.Model], *, ignore_conflicts: bool = False
+    model: type[models.Model],
+    rows: Sequence[models.Model],
+    *,
+    ignore_conflicts: bool = False,
+    children: Children | None = None,
 ) -> None:
     """Insert these new rows (every concrete field but the key) and set their keys.
 
     With `ignore_conflicts`, rows that conflict are left out and keys are not set.
+    `children` are inserted after them, in the same statement on PostgreSQL: a child
+    whose `key` is one of these rows gets that row's new key.
     """
-    if not rows:
-        return
     db = _database()
-    if db.vendor != "postgresql":
-        model._default_manager.bulk_create(rows, ignore_conflicts=ignore_conflicts)
+    if not rows or db.vendor != "postgresql":
+        if rows:
+            model._default_manager.bulk_create(rows, ignore_conflicts=ignore_conflicts)
+        if children is not None:
+            rows_insert(children.model, children.rows)
         return
     fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    # Arrays of the base type: unnest gives each value its column's type on insert.
-    types = [str(field.db_type(db)).split("(")[0] for field in fields]
-    columns = [[_prepared(row, field, db) for row in rows] for field in fields]
-    sql = (
-        f"INSERT INTO {model._meta.db_table} ({', '.join(field.column for field in fields)}) "  # noqa: S608 - from the model
-        f"SELECT * FROM unnest({', '.join(f'%s::{kind}[]' for kind in types)})"
-    )
+    sql, params = _unnest_insert(model, fields, rows, db)
+    key = _column(model._meta.pk)
     with db.cursor() as cursor:
         if ignore_conflicts:
-            cursor.execute(sql + " ON CONFLICT DO NOTHING", columns)
+            assert children is None
+            cursor.execute(sql + " ON CONFLICT DO NOTHING", params)
             return
-        # Rows are inserted, and their keys returned, in unnest's order.
-        cursor.execute(sql + f" RETURNING {model._meta.pk.column}", columns)
-        for row, (key,) in zip(rows, cursor.fetchall(), strict=True):
-            row.pk = key
+        if children is None or not children.rows:
+            # Rows are inserted, and their keys returned, in unnest's order.
+            cursor.execute(sql + f" RETURNING {key}", params)
+        else:
+            # A child points at a new row by its place among `rows` (1-based); keys are
+            # taken from the sequence in insertion order, so sorted they are in that order.
+            place = {id(row): number for number, row in enumerate(rows, start=1)}
+            child_fields = [
+                field for field in children.model._meta.concrete_fields if not field.primary_key
+            ]
+            pointer = children.model._meta.get_field(children.key)
+            child_sql, child_params = _unnest_insert(
+                children.model,
+                child_fields,
+                children.rows,
+                db,
+                extra=[
+                    place.get(id(getattr(child, children.key)))
+                    if pointer.is_cached(child)  # type: ignore[union-attr]
+                    else None
+                    for child in children.rows
+                ],
+                replace={
+                    # Names and numbers from the models; values go as parameters.
+                    _column(pointer): f"COALESCE(u.c{child_fields.index(pointer)}, "  # type: ignore[arg-type]  # noqa: S608
+                    "(SELECT keys FROM parent_keys)[u.extra])"
+                },
+            )
+            cursor.execute(
+                f"WITH parent AS ({sql} RETURNING {key}), "  # noqa: S608 - from the models
+                f"parent_keys AS (SELECT array_agg({key} ORDER BY {key}) AS keys FROM parent), "
+                f"child AS ({child_sql}) "
+                "SELECT unnest(keys) FROM parent_keys",
+                [*params, *child_params],
+            )
+        for row, (new_key,) in zip(rows, cursor.fetchall(), strict=True):
+            row.pk = new_key
             row._state.adding = False
             row._state.db = db.alias
+
+
+def _unnest_insert(
+    model: type[models.Model],
+    fields: Sequence[models.Field],  # type: ignore[type-arg]
+    rows: Sequence[models.Model],
+    db: BaseDatabaseWrapper,
+    *,
+    extra: Sequence[int | None] | None = None,
+    replace: dict[str, str] | None = None,
+) -> tuple[str, list[Any]]:
+    """Return an INSERT … SELECT FROM unnest(…) of these rows, in their order, and its arrays.
+
+    Arrays are of each column's base type (unnest gives each value its column's type
+    on insert); `extra` is one more integer column, `u.extra`, that `replace`
+    (column -> SQL expression over `u.c0`, `u.c1`, …) may use.
+    """
+    types = [str(field.db_type(db)).split("(")[0] for field in fields]
+    params: list[Any] = [[_prepared(row, field, db) for row in rows] for field in fields]
+    names = [f"c{index}" for index in range(len(fields))]
+    arrays = [f"%s::{kind}[]" for kind in types]
+    if extra is not None:
+        names.append("extra")
+        arrays.append("%s::int[]")
+        params.append(list(extra))
+    replace = replace or {}
+    values = [
+        replace.get(_column(field), f"u.{name}") for field, name in zip(fields, names, strict=False)
+    ]
+    sql = (
+        f"INSERT INTO {model._meta.db_table} ({', '.join(_column(field) for field in fields)}) "  # noqa: S608 - from the model
+        f"SELECT {', '.join(values)} FROM unnest({', '.join(arrays)}) WITH ORDINALITY "
+        f"AS u({', '.join(names)}, place) ORDER BY u.place"
+    )
+    return sql, params
+
+
+def _column(field: object) -> str:
+    assert isinstance(field, models.Field), field
+    return str(field.column)
 
 
 def rows_update(

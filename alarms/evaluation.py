@@ -21,7 +21,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, JSONField
 
-from alarms.bulk import STATE_FIELDS, alarms_write, rows_insert, states_write
+from alarms.bulk import STATE_FIELDS, Children, alarms_write, rows_insert, states_write
 from alarms.conditions import CLEARED, RAISED, UPDATED, Track, Value, fits, holds, step
 from alarms.frames import AlarmChange, alarm_change
 from alarms.models import Alarm, AlarmEvent, Condition, RuleState
@@ -77,14 +77,11 @@ class Changes:
             return []
         # Clears first: a pair's new active alarm must not meet its old one (one open per pair).
         alarms_write(list(self.updated.values()))
-        rows_insert(Alarm, self.created)
-        rows_insert(
-            AlarmEvent,
-            [
-                AlarmEvent(alarm=alarm, kind=kind, at=at, user_id=user_id, value=value)
-                for alarm, _, kind, at, value, user_id in self.events
-            ],
-        )
+        events = [
+            AlarmEvent(alarm=alarm, kind=kind, at=at, user_id=user_id, value=value)
+            for alarm, _, kind, at, value, user_id in self.events
+        ]
+        rows_insert(Alarm, self.created, children=Children(AlarmEvent, events, "alarm"))
         notices = []
         for alarm, snapshot, kind, _, _, _ in self.events:
             snapshot.pk = alarm.pk
@@ -246,11 +243,12 @@ def _states_locked(
 ) -> dict[tuple[int, int], RuleState]:
     """Lock the pairs' states that exist, in (rule, device) order; give `create` pairs one first.
 
-    Inserting every `create` pair (ON CONFLICT DO NOTHING) and then locking costs two
-    statements; reading first to insert only the missing ones cost three.
+    `create` is a subset of `lock`. Those that exist, or that another worker creates
+    meanwhile, are left as they are (INSERT … ON CONFLICT DO NOTHING).
     """
+    if connection.vendor == "postgresql":
+        return _states_locked_postgresql(lock, create)
     if create:
-        # Those that exist, or that another worker creates meanwhile, are left as they are.
         rows_insert(
             RuleState,
             [
@@ -259,8 +257,6 @@ def _states_locked(
             ],
             ignore_conflicts=True,
         )
-    if connection.vendor == "postgresql":
-        return _states_locked_postgresql(lock)
     rows = (
         RuleState.objects.select_for_update(of=("self",))
         .select_related("alarm")
@@ -277,14 +273,53 @@ def _states_locked(
     }
 
 
-def _states_locked_postgresql(lock: set[tuple[int, int]]) -> dict[tuple[int, int], RuleState]:
-    """Lock the pairs' states with their alarms in plain SQL: the ORM's query cost more to build."""
+def _states_locked_postgresql(
+    lock: set[tuple[int, int]], create: set[tuple[int, int]]
+) -> dict[tuple[int, int], RuleState]:
+    """Create and lock the pairs' states, with their alarms, in one plain-SQL statement.
+
+    The statement's snapshot predates its inserts, so it returns the states it locked
+    and those it created. A state another worker created meanwhile is in neither (the
+    insert waited for it, then did nothing): those few are locked by a second statement.
+    """
     db = connections[DEFAULT_DB_ALIAS]  # not the proxy: one context-local lookup, not one a row
     pairs = sorted(lock)
+    params = [
+        int_array(rule_id for rule_id, _ in pairs),
+        int_array(device_id for _, device_id in pairs),
+    ]
     with db.cursor() as cursor:
-        rule_ids = int_array(rule_id for rule_id, _ in pairs)
-        cursor.execute(_LOCK_STATES, [rule_ids, int_array(device_id for _, device_id in pairs)])
+        if create:
+            new = sorted(create)
+            cursor.execute(
+                _CREATE_AND_LOCK_STATES,
+                [
+                    *_state_defaults(),
+                    int_array(rule_id for rule_id, _ in new),
+                    int_array(device_id for _, device_id in new),
+                    *params,
+                ],
+            )
+        else:
+            cursor.execute(_LOCK_STATES, params)
         rows = cursor.fetchall()
+        states = _states_read(rows, db)
+        missed = sorted(create - states.keys())
+        if missed:
+            cursor.execute(
+                _LOCK_STATES,
+                [
+                    int_array(rule_id for rule_id, _ in missed),
+                    int_array(device_id for _, device_id in missed),
+                ],
+            )
+            states.update(_states_read(cursor.fetchall(), db))
+    # In (rule, device) order, as the lock took them: changes are recorded in that order.
+    return dict(sorted(states.items()))
+
+
+def _states_read(rows: list[tuple[Any, ...]], db: Any) -> dict[tuple[int, int], RuleState]:
+    """Return the states (each with its alarm) of rows of the lock's columns."""
     states: dict[tuple[int, int], RuleState] = {}
     state_names = [field.attname for field in RuleState._meta.concrete_fields]
     alarm_fields = Alarm._meta.concrete_fields
@@ -310,10 +345,15 @@ def _column(field: object) -> str:
     return str(field.column)
 
 
-def _lock_states_sql() -> str:
-    """The states' lock in plain SQL, with each state's alarm; columns named by the models."""
+def _lock_states_sql(*, creating: bool) -> str:
+    """The states' lock in plain SQL, with each state's alarm; columns named by the models.
+
+    `creating`: first insert the missing states of some pairs (their columns' defaults
+    and two arrays come first in the parameters) and return them too.
+    """
     state, alarm = RuleState._meta, Alarm._meta
-    columns = [f"s.{field.column}" for field in state.concrete_fields] + [
+    state_columns = [_column(field) for field in state.concrete_fields]
+    alarm_columns = [
         # jsonb as its text, decoded by the field as the ORM would.
         f"a.{field.column}" + ("::text" if isinstance(field, JSONField) else "")
         for field in alarm.concrete_fields
@@ -321,16 +361,55 @@ def _lock_states_sql() -> str:
     rule, device, alarm_id = (
         _column(state.get_field(name)) for name in ("rule", "device", "alarm")
     )
-    return (
-        f"SELECT {', '.join(columns)} FROM {state.db_table} s "  # noqa: S608 - names from the models
-        f"JOIN unnest(%s::bigint[], %s::bigint[]) AS p(rule_id, device_id) "
+    locked = (
+        f"SELECT {', '.join(f's.{column}' for column in state_columns)} "  # noqa: S608 - names from the models
+        f"FROM {state.db_table} s JOIN unnest(%s::bigint[], %s::bigint[]) AS p(rule_id, device_id) "
         f"ON s.{rule} = p.rule_id AND s.{device} = p.device_id "
-        f"LEFT JOIN {alarm.db_table} a ON a.id = s.{alarm_id} "
         f"ORDER BY s.{rule}, s.{device} FOR UPDATE OF s"
+    )
+    if not creating:
+        return (
+            f"SELECT {', '.join(f's.{column}' for column in state_columns)}, "  # noqa: S608 - names from the models
+            f"{', '.join(alarm_columns)} FROM {state.db_table} s "
+            "JOIN unnest(%s::bigint[], %s::bigint[]) AS p(rule_id, device_id) "
+            f"ON s.{rule} = p.rule_id AND s.{device} = p.device_id "
+            f"LEFT JOIN {alarm.db_table} a ON a.id = s.{alarm_id} "
+            f"ORDER BY s.{rule}, s.{device} FOR UPDATE OF s"
+        )
+    defaults = [
+        f"%s::{field.db_type(connection)}"
+        for field in state.concrete_fields
+        if not field.primary_key and field.name not in ("rule", "device")
+    ]
+    inserted = [_column(field) for field in state.concrete_fields if not field.primary_key]
+    values = [
+        "c.rule_id" if column == rule else "c.device_id" if column == device else defaults.pop(0)
+        for column in inserted
+    ]
+    return (
+        f"WITH created AS (INSERT INTO {state.db_table} ({', '.join(inserted)}) "  # noqa: S608 - names from the models
+        f"SELECT {', '.join(values)} "
+        "FROM unnest(%s::bigint[], %s::bigint[]) AS c(rule_id, device_id) "
+        f"ORDER BY 1, 2 ON CONFLICT DO NOTHING RETURNING {', '.join(state_columns)}), "
+        f"locked AS ({locked}), "
+        "states AS (SELECT * FROM locked UNION ALL SELECT * FROM created) "
+        f"SELECT s.*, {', '.join(alarm_columns)} FROM states s "
+        f"LEFT JOIN {alarm.db_table} a ON a.id = s.{alarm_id}"
     )
 
 
-_LOCK_STATES = _lock_states_sql()
+def _state_defaults() -> list[Any]:
+    """The column values of a new state but its rule and device, as the database takes them."""
+    blank = RuleState()
+    return [
+        field.get_db_prep_save(getattr(blank, field.attname), connection)
+        for field in RuleState._meta.concrete_fields
+        if not field.primary_key and field.name not in ("rule", "device")
+    ]
+
+
+_LOCK_STATES = _lock_states_sql(creating=False)
+_CREATE_AND_LOCK_STATES = _lock_states_sql(creating=True)
 
 
 def _no_data_heard(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from alarms.evaluation import _states_locked
 from alarms.models import Alarm, AlarmEvent, AlarmRule, Delivery, Revision, RuleState, Webhook
 from telemetry.services import readings_store_batch
 from tests.alarms.conftest import RECEIVED, T0, make_rule, store
@@ -167,15 +169,18 @@ def test_a_batch_without_matching_rules_costs_one_query_and_touches_no_state(own
     assert "alarms_revision" in alarm_queries[0]
 
 
-def test_a_batch_with_an_open_alarm_reads_the_revision_and_the_states_in_two_queries(owner, device):
+def test_a_batch_with_an_open_alarm_costs_the_revision_the_states_lock_and_their_update(
+    owner, device
+):
     make_rule(owner, None, condition="above", threshold=10)
     make_rule(owner, device, condition="below", threshold=-10)
     store("ev-1", [(0, 11)])  # opens an alarm: its state is kept
     with CaptureQueriesContext(connection) as queries:
         store("ev-1", [(1000 + i, 11) for i in range(100)])  # no change: no events
-    reads = [q["sql"] for q in queries if "alarms_" in q["sql"] and q["sql"].startswith("SELECT")]
-    assert len(reads) == 2, reads
-    assert "FOR UPDATE" in reads[1]
+    statements = [q["sql"] for q in queries if "alarms_" in q["sql"]]
+    assert [sql.split()[0] for sql in statements] == ["SELECT", "WITH", "UPDATE"], statements
+    assert "FOR UPDATE" in statements[1]
+    assert "alarms_rulestate" in statements[2]
 
 
 @pytest.mark.parametrize(
@@ -312,3 +317,62 @@ def test_the_next_batch_sees_any_change_to_the_webhooks(owner, device):
     assert [change.notified for change in store("ev-1", [(1000, 5)]).alarms] == [True]
     Webhook.objects.filter(owner=owner).update(enabled=False)
     assert [change.notified for change in store("ev-1", [(2000, 11)]).alarms] == [False]
+
+
+def test_one_batch_raising_several_alarms_gives_each_its_own_events(owner, device):
+    hot = make_rule(owner, device, condition="above", threshold=10, clear=5)
+    cold = make_rule(owner, device, condition="below", threshold=0)
+    store("ev-1", [(0, 50), (1000, 1), (2000, 60), (3000, -5)])
+    events = [
+        (event.kind, event.alarm.rule_id, event.alarm.value, event.alarm.state)
+        for event in AlarmEvent.objects.select_related("alarm").order_by("id")
+    ]
+    assert events == [
+        ("raised", hot.pk, 50, "cleared"),
+        ("cleared", hot.pk, 50, "cleared"),
+        ("raised", hot.pk, 60, "cleared"),
+        ("cleared", hot.pk, 60, "cleared"),
+        ("raised", cold.pk, -5, "active"),
+    ]
+    assert RuleState.objects.get(rule=cold).alarm.value == -5
+
+
+def test_a_state_another_transaction_creates_meanwhile_is_locked_and_read_all_the_same(
+    owner, device
+):
+    # The create-and-lock statement cannot see a state committed after it began: the
+    # insert waits for the other transaction, then does nothing; a second read locks it.
+    rule = make_rule(owner, device, condition="above", threshold=10)
+    pair = (rule.pk, device.pk)
+    created, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with transaction.atomic():
+            RuleState.objects.create(rule=rule, device=device, pending_since=123)
+            created.set()
+            release.wait(10)
+        connection.close()
+
+    def release_once_waiting() -> None:
+        deadline = time.monotonic() + 10
+        with connection.cursor() as cursor:
+            while time.monotonic() < deadline and not release.is_set():
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+                if cursor.fetchone()[0]:
+                    release.set()
+                time.sleep(0.01)
+        connection.close()
+
+    threads = [threading.Thread(target=other), threading.Thread(target=release_once_waiting)]
+    threads[0].start()
+    assert created.wait(10)
+    threads[1].start()
+    with transaction.atomic():
+        states = _states_locked({pair}, {pair})
+    for thread in threads:
+        thread.join(10)
+    assert release.is_set()
+    assert states[pair].pending_since == 123
