@@ -12,8 +12,7 @@ for what changed.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -69,7 +68,7 @@ class Changes:
             self.created.append(alarm)
         elif alarm.pk is not None:
             self.updated[alarm.pk] = alarm
-        self.events.append((alarm, copy.copy(alarm), kind, at, value, user_id))
+        self.events.append((alarm, _snapshot(alarm), kind, at, value, user_id))
 
     def save(self) -> list[AlarmChange]:
         """Write the alarms, their events and webhook deliveries; return the socket changes."""
@@ -100,11 +99,21 @@ class Changes:
         return changes
 
 
+def _snapshot(alarm: Alarm) -> Alarm:
+    """Return a copy of the alarm's field values as they are now, for reading only.
+
+    copy.copy of a model pickles and unpickles it (its state and caches deep-copied);
+    this shares them, which a snapshot that is only read may.
+    """
+    snapshot = Alarm.__new__(Alarm)
+    snapshot.__dict__.update(alarm.__dict__)
+    return snapshot
+
+
 def rules_evaluate(
     *,
     keys: Sequence[ReadingKey],
     values: Mapping[ReadingKey, Value],
-    metrics: Collection[str],
     devices: Mapping[str, tuple[int, int]],
     received_at: datetime,
     newest: NewestStored,
@@ -112,38 +121,37 @@ def rules_evaluate(
     """Evaluate the enabled rules on the batch's new rows; run inside the batch's transaction.
 
     `keys` are the (device id, metric, ts) of the rows the batch inserted, `values`
-    their values; `metrics` the batch's metrics (a superset will do). `devices` maps
-    uid to (device id, owner id) for the batch's devices; `newest` tells the newest
-    reading of a series stored before this batch (see NewestStored). The rules come
-    first, so a batch that no rule watches costs one query (the rules' revision) and
-    no work per reading. A (rule, device) that is idle — condition not met, nothing pending, no
-    alarm — has no state row and costs no write: only a reading that meets the
-    condition (or a no_data rule's heartbeat, at most once per NO_DATA_RESOLUTION_S)
-    locks and writes its state.
+    their values. `devices` maps uid to (device id, owner id) for the batch's devices;
+    `newest` tells the newest reading of a series stored before this batch (see
+    NewestStored). The rules come first, so a batch that no rule watches costs one
+    query (the revisions) and a dictionary lookup per reading. A (rule, device) that
+    is idle — condition not met, nothing pending, no alarm — has no state row and
+    costs no write: only a reading that meets the condition (or a no_data rule's
+    heartbeat, at most once per NO_DATA_RESOLUTION_S) creates and writes its state.
     """
     if not keys:
         return []
     book = rulebook()
-    rules = book.rules({owner_id for _, owner_id in devices.values()}, set(metrics))
-    if not rules:
+    watches = book.rules({owner_id for _, owner_id in devices.values()})
+    if not watches:
         return []
-    by_id = {device_id: (uid, owner_id) for uid, (device_id, owner_id) in devices.items()}
-    watched = {rule.metric for rule in rules}
+    owner_of = {device_id: owner_id for device_id, owner_id in devices.values()}
     series: dict[tuple[int, str], list[tuple[int, Value]]] = {}
     for reading in keys:
         device_id, metric, ts = reading
-        if metric in watched:
+        watched = watches.get(owner_of[device_id])
+        if watched is not None and metric in watched:
             series.setdefault((device_id, metric), []).append((ts, values[reading]))
-    devices_of: dict[tuple[int, str], list[int]] = {}
-    for device_id, metric in series:
-        devices_of.setdefault((by_id[device_id][1], metric), []).append(device_id)
     pairs: dict[tuple[int, int], Rule] = {}
-    for rule in rules:
-        if rule.device_id is None:
-            for device_id in devices_of.get((rule.owner_id, rule.metric), ()):
-                pairs[(rule.id, device_id)] = rule
-        elif (rule.device_id, rule.metric) in series and by_id[rule.device_id][1] == rule.owner_id:
-            pairs[(rule.id, rule.device_id)] = rule
+    for device_id, metric in series:
+        watch = watches[owner_of[device_id]][metric]
+        for rule in watch.every_device:
+            pairs[(rule.id, device_id)] = rule
+        for rule in watch.by_device.get(device_id, ()):
+            pairs[(rule.id, device_id)] = rule
+    if not pairs:
+        return []
+    uid_of = {device_id: uid for uid, (device_id, _) in devices.items()}
     lock, create = _pairs_to_lock(pairs, series, received_at)
     if not lock:
         return []
@@ -155,7 +163,7 @@ def rules_evaluate(
     for key, state in states.items():
         rule = pairs[key]
         device_id = key[1]
-        uid = by_id[device_id][0]
+        uid = uid_of[device_id]
         before = tuple(getattr(state, name) for name in STATE_FIELDS)
         alarm = state.alarm if state.alarm is not None and state.alarm.state == "active" else None
         points = sorted(series[(device_id, rule.metric)], key=lambda point: point[0])
@@ -232,9 +240,10 @@ def _pairs_to_lock(
             continue
         lock.add(key)
         spec = rule.spec
-        readings = series[(key[1], rule.metric)]
-        if any(fits(spec, value) and holds(spec, value) for _, value in readings):
-            create.add(key)
+        for _, value in series[(key[1], rule.metric)]:
+            if fits(spec, value) and holds(spec, value):
+                create.add(key)
+                break
     return lock, create
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
@@ -75,6 +75,14 @@ def _rule(row: tuple[Any, ...]) -> Rule:
     return Rule(rule_id, owner_id, device_id, name, metric, condition, silence, severity, spec)
 
 
+@dataclass(slots=True)
+class Watch:
+    """An owner's enabled rules on one metric: for all their devices, and per device."""
+
+    every_device: list[Rule] = field(default_factory=list)
+    by_device: dict[int, list[Rule]] = field(default_factory=dict)
+
+
 class Rulebook:
     """Some owners' enabled rules and webhooks as of one revision of each (None: not kept)."""
 
@@ -82,7 +90,7 @@ class Rulebook:
         """Start a book of these revisions, with what `kept` holds of the same ones."""
         self.revisions = (rules, webhooks)
         # owner id -> metric -> enabled rules; owner id -> enabled webhook ids.
-        self._owners: dict[int, dict[str, list[Rule]]] = {}
+        self._owners: dict[int, dict[str, Watch]] = {}
         self._webhooks: dict[int, list[int]] = {}
         if kept is not None:
             if rules is not None and kept.revisions[0] == rules:
@@ -90,26 +98,24 @@ class Rulebook:
             if webhooks is not None and kept.revisions[1] == webhooks:
                 self._webhooks = kept._webhooks
 
-    def rules(self, owners: Collection[int], metrics: Collection[str]) -> list[Rule]:
-        """Return the owners' enabled rules on these metrics, reading the owners not kept yet."""
+    def rules(self, owners: Collection[int]) -> dict[int, dict[str, Watch]]:
+        """Return owner id -> metric -> their rules, reading the owners not kept yet."""
         missing = [owner_id for owner_id in owners if owner_id not in self._owners]
         if missing:
-            loaded: dict[int, dict[str, list[Rule]]] = {owner_id: {} for owner_id in missing}
+            loaded: dict[int, dict[str, Watch]] = {owner_id: {} for owner_id in missing}
             for row in (
                 AlarmRule.objects.filter(owner_id__in=missing, enabled=True)
                 .order_by("id")
                 .values_list(*COLUMNS)
             ):
                 rule = _rule(row)
-                loaded[rule.owner_id].setdefault(rule.metric, []).append(rule)
+                watch = loaded[rule.owner_id].setdefault(rule.metric, Watch())
+                if rule.device_id is None:
+                    watch.every_device.append(rule)
+                else:
+                    watch.by_device.setdefault(rule.device_id, []).append(rule)
             self._owners.update(loaded)
-        found: list[Rule] = []
-        for owner_id in owners:
-            by_metric = self._owners[owner_id]
-            if by_metric:
-                for metric in metrics:
-                    found += by_metric.get(metric, ())
-        return found
+        return {owner_id: self._owners[owner_id] for owner_id in owners if self._owners[owner_id]}
 
     def webhooks(self, owners: Collection[int]) -> dict[int, list[int]]:
         """Return owner id -> ids of their enabled webhooks, for those of the owners with any."""

@@ -94,7 +94,6 @@ def readings_store_batch(
         result.alarms = rules_evaluate(
             keys=inserted.keys,
             values=pending,
-            metrics=set(known[1]),
             devices=devices,
             received_at=received_at,
             newest=readings_newest_before,
