@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from alarms.models import Alarm, RuleState
+from alarms.models import Alarm, AlarmEvent, RuleState
 from core.pgarrays import int_array
 
 STATE_FIELDS = ("last_ts", "pending_since", "holding", "alarm", "last_arrival", "silent_at")
@@ -124,10 +124,7 @@ def rows_insert(
                 "SELECT unnest(keys) FROM parent_keys",
                 [*params, *child_params],
             )
-        for row, (new_key,) in zip(rows, cursor.fetchall(), strict=True):
-            row.pk = new_key
-            row._state.adding = False
-            row._state.db = db.alias
+        _keys_set(rows, cursor.fetchall(), db)
 
 
 def _unnest_insert(
@@ -184,38 +181,175 @@ def rows_update(
     """
     if not rows:
         return
-    fields = [model._meta.get_field(name) for name in names]
-    concrete = [field for field in fields if isinstance(field, models.Field)]
-    assert len(concrete) == len(fields), names
-    table = model._meta.db_table
     db = _database()
     with db.cursor() as cursor:
         if db.vendor != "postgresql":
             assert before is None
+            concrete = _fields(model, names)
             assignments = ", ".join(f"{field.column} = %s" for field in concrete)
             cursor.executemany(
-                f"UPDATE {table} SET {assignments} WHERE id = %s",  # noqa: S608 - from the model
+                f"UPDATE {model._meta.db_table} SET {assignments} WHERE id = %s",  # noqa: S608 - from the model
                 [(*(_prepared(row, field, db) for field in concrete), row.pk) for row in rows],
             )
             return
-        # Arrays of the base type, a column each: the statement's text is the same every time.
-        types = [str(field.db_type(db)).split("(")[0] for field in concrete]
-        assignments = ", ".join(
-            f"{field.column} = v.c{index}" for index, field in enumerate(concrete)
-        )
-        names_of_v = ", ".join(f"c{index}" for index in range(len(concrete)))
-        params: list[Any] = [int_array(row.pk for row in rows)]
-        params += [[_prepared(row, field, db) for row in rows] for field in concrete]
-        prefix = ""
+        sql, params = _unnest_update(model, rows, names, db)
         if before is not None:
-            prefix = before[0]
+            sql = before[0] + sql
             params.insert(0, int_array(before[1]))
-        cursor.execute(
-            f"{prefix}UPDATE {table} AS s SET {assignments} "  # noqa: S608 - from the model
-            f"FROM unnest(%s::bigint[], {', '.join(f'%s::{kind}[]' for kind in types)}) "
-            f"AS v(id, {names_of_v}) WHERE s.id = v.id",
-            params,
+        cursor.execute(sql, params)
+
+
+def _fields(model: type[models.Model], names: Sequence[str]) -> list[models.Field]:  # type: ignore[type-arg]
+    fields = [model._meta.get_field(name) for name in names]
+    concrete = [field for field in fields if isinstance(field, models.Field)]
+    assert len(concrete) == len(fields), names
+    return concrete
+
+
+def _unnest_update(
+    model: type[models.Model],
+    rows: Sequence[models.Model],
+    names: Sequence[str],
+    db: BaseDatabaseWrapper,
+    *,
+    extra: Sequence[int | None] | None = None,
+    replace: dict[str, str] | None = None,
+) -> tuple[str, list[Any]]:
+    """Return an UPDATE … FROM unnest(…) of these fields of these rows, and its arrays.
+
+    An array of each column's base type, so the statement's text is the same at any
+    size; `extra` and `replace` as for _unnest_insert (over `v.c0`, …, `v.extra`).
+    """
+    concrete = _fields(model, names)
+    types = ["bigint", *(str(field.db_type(db)).split("(")[0] for field in concrete)]
+    names_of_v = ["id", *(f"c{index}" for index in range(len(concrete)))]
+    params: list[Any] = [int_array(row.pk for row in rows)]
+    params += [[_prepared(row, field, db) for row in rows] for field in concrete]
+    if extra is not None:
+        types.append("int")
+        names_of_v.append("extra")
+        params.append(list(extra))
+    replace = replace or {}
+    assignments = ", ".join(
+        f"{field.column} = " + replace.get(_column(field), f"v.c{index}")
+        for index, field in enumerate(concrete)
+    )
+    sql = (
+        f"UPDATE {model._meta.db_table} AS s SET {assignments} "  # noqa: S608 - from the model
+        f"FROM unnest({', '.join(f'%s::{kind}[]' for kind in types)}) "
+        f"AS v({', '.join(names_of_v)}) WHERE s.id = v.id"
+    )
+    return sql, params
+
+
+def changes_write(
+    *,
+    updated: Sequence[Alarm],
+    created: Sequence[Alarm],
+    events: Sequence[AlarmEvent],
+    states: Sequence[RuleState] = (),
+    idle: Sequence[int] = (),
+) -> None:
+    """Write what an evaluation changed: alarms, new alarms, events, states, idle states.
+
+    One statement on PostgreSQL (each a CTE), which sets the new alarms' keys; events
+    and states point at a new alarm by its place among `created`. A pair whose alarm
+    cleared and whose new one was raised in the same batch takes separate statements,
+    clears first: the new alarm must not meet the old one in the one-open-per-pair
+    index, which a single statement's parts could not promise.
+    """
+    db = _database()
+    clash = {(alarm.rule_id, alarm.device_id) for alarm in updated} & {
+        (alarm.rule_id, alarm.device_id) for alarm in created
+    }
+    if db.vendor != "postgresql" or clash:
+        alarms_write(updated)
+        rows_insert(Alarm, created, children=Children(AlarmEvent, events, "alarm"))
+        states_write(states, idle)
+        return
+    parts: list[str] = []
+    params: list[Any] = []
+
+    def part(name: str, sql: str, values: list[Any]) -> None:
+        parts.append(f"{name} AS ({sql})")
+        params.extend(values)
+
+    place = {id(alarm): number for number, alarm in enumerate(created, start=1)}
+    pointers: dict[str, str] = {}
+    if updated:
+        part("updated", *_unnest_update(Alarm, updated, ALARM_FIELDS, db))
+    if created:
+        fields = [field for field in Alarm._meta.concrete_fields if not field.primary_key]
+        sql, values = _unnest_insert(Alarm, fields, created, db)
+        part("created", f"{sql} RETURNING id", values)
+        parts.append("created_keys AS (SELECT array_agg(id ORDER BY id) AS keys FROM created)")
+    if events:
+        fields = [field for field in AlarmEvent._meta.concrete_fields if not field.primary_key]
+        if created:
+            pointers = {"alarm_id": _pointer(fields, AlarmEvent._meta.get_field("alarm"), "u")}
+        part(
+            "events",
+            *_unnest_insert(
+                AlarmEvent,
+                fields,
+                events,
+                db,
+                extra=_places(events, "alarm", place) if created else None,
+                replace=pointers,
+            ),
         )
+    if idle:
+        part(
+            "idle",
+            f"DELETE FROM {RuleState._meta.db_table} WHERE id = ANY(%s::bigint[])",  # noqa: S608
+            [int_array(idle)],
+        )
+    if states:
+        concrete = _fields(RuleState, STATE_FIELDS)
+        if created:
+            pointers = {"alarm_id": _pointer(concrete, RuleState._meta.get_field("alarm"), "v")}
+        part(
+            "states",
+            *_unnest_update(
+                RuleState,
+                states,
+                STATE_FIELDS,
+                db,
+                extra=_places(states, "alarm", place) if created else None,
+                replace=pointers,
+            ),
+        )
+    if not parts:
+        return
+    final = "SELECT unnest(keys) FROM created_keys" if created else "SELECT 1"
+    with db.cursor() as cursor:
+        cursor.execute(f"WITH {', '.join(parts)} {final}", params)
+        if created:
+            _keys_set(created, cursor.fetchall(), db)
+
+
+def _pointer(fields: Sequence[models.Field], pointer: object, alias: str) -> str:  # type: ignore[type-arg]
+    """The value of a key column that may point at a new row: its own, or that row's new key."""
+    index = list(fields).index(pointer)  # type: ignore[arg-type]
+    return f"COALESCE({alias}.c{index}, (SELECT keys FROM created_keys)[{alias}.extra])"  # noqa: S608
+
+
+def _places(rows: Sequence[models.Model], key: str, place: dict[int, int]) -> list[int | None]:
+    """Return, per row, the place among the new rows of the row its `key` points at, if new."""
+    field = rows[0]._meta.get_field(key)
+    return [
+        place.get(id(getattr(row, key))) if field.is_cached(row) else None  # type: ignore[union-attr]
+        for row in rows
+    ]
+
+
+def _keys_set(
+    rows: Sequence[models.Model], keys: Sequence[tuple[Any, ...]], db: BaseDatabaseWrapper
+) -> None:
+    for row, (key,) in zip(rows, keys, strict=True):
+        row.pk = key
+        row._state.adding = False
+        row._state.db = db.alias
 
 
 def _database() -> BaseDatabaseWrapper:

@@ -20,7 +20,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, JSONField
 
-from alarms.bulk import STATE_FIELDS, Children, alarms_write, rows_insert, states_write
+from alarms.bulk import STATE_FIELDS, changes_write, rows_insert
 from alarms.conditions import CLEARED, RAISED, UPDATED, Track, Value, fits, holds, step
 from alarms.frames import AlarmChange, alarm_change
 from alarms.models import Alarm, AlarmEvent, Condition, RuleState
@@ -70,17 +70,25 @@ class Changes:
             self.updated[alarm.pk] = alarm
         self.events.append((alarm, _snapshot(alarm), kind, at, value, user_id))
 
-    def save(self) -> list[AlarmChange]:
-        """Write the alarms, their events and webhook deliveries; return the socket changes."""
-        if not self.events:
-            return []
-        # Clears first: a pair's new active alarm must not meet its old one (one open per pair).
-        alarms_write(list(self.updated.values()))
+    def save(self, states: Sequence[RuleState] = (), idle: Sequence[int] = ()) -> list[AlarmChange]:
+        """Write the alarms, their events and webhook deliveries; return the socket changes.
+
+        `states` (their evaluation columns) and the `idle` states' deletion are written
+        with them: one statement for all on PostgreSQL (alarms.bulk.changes_write).
+        """
         events = [
             AlarmEvent(alarm=alarm, kind=kind, at=at, user_id=user_id, value=value)
             for alarm, _, kind, at, value, user_id in self.events
         ]
-        rows_insert(Alarm, self.created, children=Children(AlarmEvent, events, "alarm"))
+        changes_write(
+            updated=list(self.updated.values()),
+            created=self.created,
+            events=events,
+            states=states,
+            idle=idle,
+        )
+        if not self.events:
+            return []
         notices = []
         for alarm, snapshot, kind, _, _, _ in self.events:
             snapshot.pk = alarm.pk
@@ -179,10 +187,7 @@ def rules_evaluate(
         state.alarm = alarm
         if tuple(getattr(state, name) for name in STATE_FIELDS) != before:
             dirty.append(state)
-    # Alarms first: the states point at the ones just opened.
-    saved = changes.save()
-    states_write(dirty, idle)
-    return saved
+    return changes.save(dirty, idle)
 
 
 def _new_series(

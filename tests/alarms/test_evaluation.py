@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from alarms.evaluation import _states_locked
 from alarms.models import Alarm, AlarmEvent, AlarmRule, Delivery, Revision, RuleState, Webhook
+from core.moments import ms_to_datetime
 from telemetry.services import readings_store_batch
 from tests.alarms.conftest import RECEIVED, T0, make_rule, store
 from tests.factories import make_device, make_user
@@ -178,9 +179,10 @@ def test_a_batch_with_an_open_alarm_costs_the_revision_the_states_lock_and_their
     with CaptureQueriesContext(connection) as queries:
         store("ev-1", [(1000 + i, 11) for i in range(100)])  # no change: no events
     statements = [q["sql"] for q in queries if "alarms_" in q["sql"]]
-    assert [sql.split()[0] for sql in statements] == ["SELECT", "WITH", "UPDATE"], statements
+    assert len(statements) == 3, statements
+    assert "alarms_revision" in statements[0]
     assert "FOR UPDATE" in statements[1]
-    assert "alarms_rulestate" in statements[2]
+    assert "UPDATE alarms_rulestate" in statements[2]
 
 
 @pytest.mark.parametrize(
@@ -376,3 +378,19 @@ def test_a_state_another_transaction_creates_meanwhile_is_locked_and_read_all_th
         thread.join(10)
     assert release.is_set()
     assert states[pair].pending_since == 123
+
+
+def test_a_batch_that_clears_an_open_alarm_and_raises_the_next_keeps_one_open(owner, device):
+    rule = make_rule(owner, device, condition="above", threshold=10, clear=5)
+    store("ev-1", [(0, 50)])
+    store("ev-1", [(1000, 1), (2000, 60)])
+    assert timeline() == [
+        ("cleared", 50, 50, datetime_of(0), datetime_of(1000)),
+        ("active", 60, 60, datetime_of(2000), None),
+    ]
+    assert RuleState.objects.get(rule=rule).alarm == Alarm.objects.get(state="active")
+    assert kinds() == ["raised", "cleared", "raised"]
+
+
+def datetime_of(offset: int):
+    return ms_to_datetime(T0 + offset)
