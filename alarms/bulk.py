@@ -75,7 +75,7 @@ def rows_insert(
             cursor.execute(sql + " ON CONFLICT DO NOTHING", params)
             return
         # Rows are inserted, and their keys returned, in unnest's order.
-        cursor.execute(f"{sql} RETURNING {_column(model._meta.pk)}", params)
+        cursor.execute(f"{sql} RETURNING {column(model._meta.pk)}", params)
         _keys_set(rows, cursor.fetchall(), db)
 
 
@@ -104,17 +104,18 @@ def _unnest_insert(
         params.append(list(extra))
     replace = replace or {}
     values = [
-        replace.get(_column(field), f"u.{name}") for field, name in zip(fields, names, strict=False)
+        replace.get(column(field), f"u.{name}") for field, name in zip(fields, names, strict=False)
     ]
     sql = (
-        f"INSERT INTO {model._meta.db_table} ({', '.join(_column(field) for field in fields)}) "  # noqa: S608 - from the model
+        f"INSERT INTO {model._meta.db_table} ({', '.join(column(field) for field in fields)}) "  # noqa: S608 - from the model
         f"SELECT {', '.join(values)} FROM unnest({', '.join(arrays)}) WITH ORDINALITY "
         f"AS u({', '.join(names)}, place) ORDER BY u.place"
     )
     return sql, params
 
 
-def _column(field: object) -> str:
+def column(field: object) -> str:
+    """Return a concrete model field's column: plain-SQL statements name them from the models."""
     assert isinstance(field, models.Field), field
     return str(field.column)
 
@@ -183,7 +184,7 @@ def _unnest_update(
         params.append(list(extra))
     replace = replace or {}
     assignments = ", ".join(
-        f"{field.column} = " + replace.get(_column(field), f"v.c{index}")
+        f"{field.column} = " + replace.get(column(field), f"v.c{index}")
         for index, field in enumerate(concrete)
     )
     sql = (
@@ -228,7 +229,6 @@ def changes_write(
         params.extend(values)
 
     place = {id(alarm): number for number, alarm in enumerate(created, start=1)}
-    pointers: dict[str, str] = {}
     if updated:
         part("updated", *_unnest_update(Alarm, updated, ALARM_FIELDS, db))
     if created:
@@ -238,19 +238,8 @@ def changes_write(
         parts.append("created_keys AS (SELECT array_agg(id ORDER BY id) AS keys FROM created)")
     if events:
         fields = [field for field in AlarmEvent._meta.concrete_fields if not field.primary_key]
-        if created:
-            pointers = {"alarm_id": _pointer(fields, AlarmEvent._meta.get_field("alarm"), "u")}
-        part(
-            "events",
-            *_unnest_insert(
-                AlarmEvent,
-                fields,
-                events,
-                db,
-                extra=_places(events, "alarm", place) if created else None,
-                replace=pointers,
-            ),
-        )
+        pointing = _to_new_alarms(events, fields, "u", place)
+        part("events", *_unnest_insert(AlarmEvent, fields, events, db, **pointing))
     if idle:
         part(
             "idle",
@@ -258,20 +247,8 @@ def changes_write(
             [int_array(idle)],
         )
     if states:
-        concrete = _fields(RuleState, STATE_FIELDS)
-        if created:
-            pointers = {"alarm_id": _pointer(concrete, RuleState._meta.get_field("alarm"), "v")}
-        part(
-            "states",
-            *_unnest_update(
-                RuleState,
-                states,
-                STATE_FIELDS,
-                db,
-                extra=_places(states, "alarm", place) if created else None,
-                replace=pointers,
-            ),
-        )
+        pointing = _to_new_alarms(states, _fields(RuleState, STATE_FIELDS), "v", place)
+        part("states", *_unnest_update(RuleState, states, STATE_FIELDS, db, **pointing))
     if not parts:
         return
     final = "SELECT unnest(keys) FROM created_keys" if created else "SELECT 1"
@@ -281,19 +258,31 @@ def changes_write(
             _keys_set(created, cursor.fetchall(), db)
 
 
-def _pointer(fields: Sequence[models.Field], pointer: object, alias: str) -> str:  # type: ignore[type-arg]
-    """The value of a key column that may point at a new row: its own, or that row's new key."""
-    index = list(fields).index(pointer)  # type: ignore[arg-type]
-    return f"COALESCE({alias}.c{index}, (SELECT keys FROM created_keys)[{alias}.extra])"  # noqa: S608
+def _to_new_alarms(
+    rows: Sequence[models.Model],
+    fields: Sequence[models.Field],  # type: ignore[type-arg]
+    alias: str,
+    place: dict[int, int],
+) -> dict[str, Any]:
+    """Return the arguments that point the rows' `alarm` at a new alarm by its place, if any.
 
-
-def _places(rows: Sequence[models.Model], key: str, place: dict[int, int]) -> list[int | None]:
-    """Return, per row, the place among the new rows of the row its `key` points at, if new."""
-    field = rows[0]._meta.get_field(key)
-    return [
-        place.get(id(getattr(row, key))) if field.is_cached(row) else None  # type: ignore[union-attr]
-        for row in rows
-    ]
+    The key column becomes its own value or, when NULL, that new alarm's key (from the
+    statement's created_keys); `alias` is the unnest's in the rows' statement.
+    """
+    if not place:
+        return {}
+    field = rows[0]._meta.get_field("alarm")
+    index = list(fields).index(field)  # type: ignore[arg-type]
+    return {
+        "extra": [
+            place.get(id(row.alarm)) if field.is_cached(row) else None  # type: ignore[attr-defined, union-attr]
+            for row in rows
+        ],
+        "replace": {
+            "alarm_id": f"COALESCE({alias}.c{index}, "  # noqa: S608 - numbers, not values
+            f"(SELECT keys FROM created_keys)[{alias}.extra])"
+        },
+    }
 
 
 def _keys_set(

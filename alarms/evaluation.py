@@ -18,9 +18,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.db.models import Field, JSONField
+from django.db.models import JSONField
 
-from alarms.bulk import STATE_FIELDS, changes_write, rows_insert
+from alarms.bulk import STATE_FIELDS, changes_write, column, rows_insert
 from alarms.conditions import CLEARED, RAISED, UPDATED, Track, Value, fits, holds, step
 from alarms.frames import AlarmChange, alarm_change
 from alarms.models import Alarm, AlarmEvent, Condition, RuleState
@@ -353,12 +353,6 @@ def _states_read(rows: list[tuple[Any, ...]], db: Any) -> dict[tuple[int, int], 
     return states
 
 
-def _column(field: object) -> str:
-    """Return a concrete model field's column (the plain-SQL queries name them from the models)."""
-    assert isinstance(field, Field), field
-    return str(field.column)
-
-
 def _lock_states_sql(*, creating: bool) -> str:
     """The states' lock in plain SQL, with each state's alarm; columns named by the models.
 
@@ -366,15 +360,13 @@ def _lock_states_sql(*, creating: bool) -> str:
     and two arrays come first in the parameters) and return them too.
     """
     state, alarm = RuleState._meta, Alarm._meta
-    state_columns = [_column(field) for field in state.concrete_fields]
+    state_columns = [column(field) for field in state.concrete_fields]
     alarm_columns = [
         # jsonb as its text, decoded by the field as the ORM would.
         f"a.{field.column}" + ("::text" if isinstance(field, JSONField) else "")
         for field in alarm.concrete_fields
     ]
-    rule, device, alarm_id = (
-        _column(state.get_field(name)) for name in ("rule", "device", "alarm")
-    )
+    rule, device, alarm_id = (column(state.get_field(name)) for name in ("rule", "device", "alarm"))
     locked = (
         f"SELECT {', '.join(f's.{column}' for column in state_columns)} "  # noqa: S608 - names from the models
         f"FROM {state.db_table} s JOIN unnest(%s::bigint[], %s::bigint[]) AS p(rule_id, device_id) "
@@ -395,7 +387,7 @@ def _lock_states_sql(*, creating: bool) -> str:
         for field in state.concrete_fields
         if not field.primary_key and field.name not in ("rule", "device")
     ]
-    inserted = [_column(field) for field in state.concrete_fields if not field.primary_key]
+    inserted = [column(field) for field in state.concrete_fields if not field.primary_key]
     values = [
         "c.rule_id" if column == rule else "c.device_id" if column == device else defaults.pop(0)
         for column in inserted
