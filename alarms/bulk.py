@@ -9,19 +9,22 @@ events; rows_insert is one INSERT … SELECT FROM unnest(…) on PostgreSQL and
 bulk_create elsewhere. changes_write puts all of an evaluation's writes in one
 statement on PostgreSQL: a round trip cost 1.5-2 ms of the serial ingest chain
 under load. Values go through each field's own preparation (get_db_prep_save), as
-the ORM's would.
+the ORM's would, JSON to its text; each column is one parameter, its array's text
+form (core.pgarrays: psycopg dumps a list element by element in Python).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from alarms.models import Alarm, AlarmEvent, RuleState
-from core.pgarrays import int_array
+from core.pgarrays import array_text, int_array
 
 STATE_FIELDS = ("last_ts", "pending_since", "holding", "alarm", "last_arrival", "silent_at")
 ALARM_FIELDS = ("state", "cleared", "value", "peak", "changed")
@@ -95,13 +98,13 @@ def _unnest_insert(
     (column -> SQL expression over `u.c0`, `u.c1`, …) may use.
     """
     types = [str(field.db_type(db)).split("(")[0] for field in fields]
-    params: list[Any] = [[_prepared(row, field, db) for row in rows] for field in fields]
+    params: list[Any] = [_column_text(rows, field, db) for field in fields]
     names = [f"c{index}" for index in range(len(fields))]
     arrays = [f"%s::{kind}[]" for kind in types]
     if extra is not None:
         names.append("extra")
         arrays.append("%s::int[]")
-        params.append(list(extra))
+        params.append(array_text(extra))
     replace = replace or {}
     values = [
         replace.get(column(field), f"u.{name}") for field, name in zip(fields, names, strict=False)
@@ -177,11 +180,11 @@ def _unnest_update(
     types = ["bigint", *(str(field.db_type(db)).split("(")[0] for field in concrete)]
     names_of_v = ["id", *(f"c{index}" for index in range(len(concrete)))]
     params: list[Any] = [int_array(row.pk for row in rows)]
-    params += [[_prepared(row, field, db) for row in rows] for field in concrete]
+    params += [_column_text(rows, field, db) for field in concrete]
     if extra is not None:
         types.append("int")
         names_of_v.append("extra")
-        params.append(list(extra))
+        params.append(array_text(extra))
     replace = replace or {}
     assignments = ", ".join(
         f"{field.column} = " + replace.get(column(field), f"v.c{index}")
@@ -304,9 +307,54 @@ def _database() -> BaseDatabaseWrapper:
 
 
 def _prepared(row: models.Model, field: models.Field, db: BaseDatabaseWrapper) -> Any:  # type: ignore[type-arg]
-    """Return the field's value of the row as the database takes it."""
-    if field.is_relation and field.is_cached(row):  # type: ignore[attr-defined]
+    """Return the field's value of the row as the database takes it; JSON as its text."""
+    return _column_values([row], field, db)[0]
+
+
+# Fields whose preparation on PostgreSQL leaves the values evaluation gives them as they
+# are (ints, strings, bools, aware datetimes, None): their values are read off the rows.
+_PLAIN = (
+    models.BigAutoField,
+    models.AutoField,
+    models.BigIntegerField,
+    models.IntegerField,
+    models.CharField,
+    models.BooleanField,
+    models.DateTimeField,
+)
+
+
+def _column_values(
+    rows: Sequence[models.Model],
+    field: models.Field,  # type: ignore[type-arg]
+    db: BaseDatabaseWrapper,
+) -> list[Any]:
+    """Return the field's values of the rows as the database takes them; JSON as its text."""
+    read = attrgetter(field.attname)
+    if field.is_relation:
         # The related object's key now: it may have been saved after it was assigned.
-        related = getattr(row, field.name)
-        return None if related is None else related.pk
-    return field.get_db_prep_save(getattr(row, field.attname), db)
+        name, cached = field.name, field.is_cached  # type: ignore[attr-defined]
+        return [
+            (None if (related := getattr(row, name)) is None else related.pk)
+            if cached(row)
+            else read(row)
+            for row in rows
+        ]
+    if isinstance(field, models.JSONField):
+        # As JSONField saves it: None is SQL NULL, anything else its encoder's text.
+        encoder = field.encoder
+        return [
+            None if (value := read(row)) is None else json.dumps(value, cls=encoder) for row in rows
+        ]
+    if type(field) in _PLAIN and db.vendor == "postgresql":
+        return list(map(read, rows))
+    return [field.get_db_prep_save(read(row), db) for row in rows]
+
+
+def _column_text(
+    rows: Sequence[models.Model],
+    field: models.Field,  # type: ignore[type-arg]
+    db: BaseDatabaseWrapper,
+) -> str:
+    """Return the text form of the array of the field's values of the rows."""
+    return array_text(_column_values(rows, field, db))

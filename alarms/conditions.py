@@ -25,6 +25,7 @@ Definitions (README "Alarms"):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,37 @@ def holds(spec: Spec, value: Value) -> bool:
     if spec.condition == "outside":
         return number < (spec.low or 0.0) or number > (spec.high or 0.0)
     return False
+
+
+def meeting(spec: Spec) -> Callable[[Value], bool]:
+    """Return a test of whether a reading of any type fits the rule and meets its condition.
+
+    The same as `fits(spec, value) and holds(spec, value)`, with a shortcut for the
+    usual reading, a float, under above/below: one comparison (a NaN or an infinity
+    fails it, as they fail `fits`).
+    """
+    condition, threshold = spec.condition, spec.threshold or 0.0
+
+    def slow(value: Value) -> bool:
+        return fits(spec, value) and holds(spec, value)
+
+    if condition == "above":
+
+        def above(value: Value) -> bool:
+            if type(value) is float:
+                return threshold < value < math.inf
+            return slow(value)
+
+        return above
+    if condition == "below":
+
+        def below(value: Value) -> bool:
+            if type(value) is float:
+                return -math.inf < value < threshold
+            return slow(value)
+
+        return below
+    return slow
 
 
 def clears(spec: Spec, value: Value) -> bool:

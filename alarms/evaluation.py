@@ -21,7 +21,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import JSONField
 
 from alarms.bulk import STATE_FIELDS, changes_write, column, rows_insert
-from alarms.conditions import CLEARED, RAISED, UPDATED, Track, Value, fits, holds, step
+from alarms.conditions import CLEARED, RAISED, UPDATED, Track, Value, step
 from alarms.frames import AlarmChange, alarm_change
 from alarms.models import Alarm, AlarmEvent, Condition, RuleState
 from alarms.outbox import Notice, Webhooks, deliveries_enqueue
@@ -144,8 +144,12 @@ def rules_evaluate(
     if not watches:
         return []
     owner_of = {device_id: owner_id for device_id, owner_id in devices.values()}
+    # Most of a batch's readings are of metrics no rule watches: one set lookup each.
+    metrics = {metric for watched in watches.values() for metric in watched}
     series: dict[tuple[int, str], list[tuple[int, Value]]] = {}
     for reading in keys:
+        if reading[1] not in metrics:
+            continue
         device_id, metric, ts = reading
         watched = watches.get(owner_of[device_id])
         if watched is not None and metric in watched:
@@ -244,9 +248,9 @@ def _pairs_to_lock(
                 lock.add(key)
             continue
         lock.add(key)
-        spec = rule.spec
+        meets = rule.meets
         for _, value in series[(key[1], rule.metric)]:
-            if fits(spec, value) and holds(spec, value):
+            if meets(value):
                 create.add(key)
                 break
     return lock, create

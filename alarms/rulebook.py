@@ -15,13 +15,13 @@ revision.
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
 
-from alarms.conditions import Spec
+from alarms.conditions import Spec, Value, meeting
 from alarms.models import AlarmRule, Revision
 from alarms.outbox import webhooks_read
 
@@ -39,6 +39,8 @@ class Rule:
     silence: int | None
     severity: str
     spec: Spec
+    # fits(spec, value) and holds(spec, value), made once (alarms.conditions.meeting).
+    meets: Callable[[Value], bool] = field(compare=False, repr=False)
 
 
 COLUMNS = (
@@ -72,7 +74,18 @@ def _rule(row: tuple[Any, ...]) -> Rule:
         for_ms=for_seconds * 1000,
         clear=clear,
     )
-    return Rule(rule_id, owner_id, device_id, name, metric, condition, silence, severity, spec)
+    return Rule(
+        rule_id,
+        owner_id,
+        device_id,
+        name,
+        metric,
+        condition,
+        silence,
+        severity,
+        spec,
+        meeting(spec),
+    )
 
 
 @dataclass(slots=True)

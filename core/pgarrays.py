@@ -8,20 +8,53 @@ the result as a text parameter and cast it in the SQL (`%s::bigint[]`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from datetime import datetime
 
 
 def int_array(values: Iterable[int]) -> str:
     """Return the text form of an array of integers."""
-    return "{" + ",".join([str(int(value)) for value in values]) + "}"
+    return "{" + ",".join(map(str, map(int, values))) + "}"
 
 
 def text_array(values: Iterable[str]) -> str:
     """Return the text form of an array of strings: each quoted, with `"` and `\\` escaped."""
-    return (
-        "{"
-        + ",".join(
-            ['"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values]
-        )
-        + "}"
-    )
+    return "{" + ",".join([_quoted(value) for value in values]) + "}"
+
+
+def array_text(values: Iterable[object]) -> str:
+    """Return the text form of an array of None (NULL), bools, integers, floats, strings
+    or aware datetimes, for a cast to the column's array type (`%s::timestamptz[]`).
+
+    Strings are taken as the element's text: JSON goes as its text, cast `::jsonb[]`.
+    """
+    return "{" + ",".join([_element(value) for value in values]) + "}"
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _element(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _quoted(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return repr(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"a naive datetime has no place in a timestamptz array: {value!r}")
+        return '"' + value.isoformat() + '"'
+    raise TypeError(f"no array text form for {type(value).__name__}")

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from django.db import connection
 
+from core.pgarrays import array_text, int_array, text_array
 from telemetry.models import Reading
 from telemetry.values import datetime_to_ms, ms_to_datetime
 
@@ -39,10 +40,10 @@ def readings_newest_before(batches: Batches) -> dict[tuple[int, str], int | None
             cursor.execute(
                 _NEWEST_SQL,
                 [
-                    [device_id for device_id, _ in keys],
-                    [metric for _, metric in keys],
-                    [ms_to_datetime(min(batches[key])) for key in keys],
-                    [len(batches[key]) + 1 for key in keys],
+                    int_array(device_id for device_id, _ in keys),
+                    text_array(metric for _, metric in keys),
+                    array_text(ms_to_datetime(min(batches[key])) for key in keys),
+                    int_array(len(batches[key]) + 1 for key in keys),
                 ],
             )
             for device_id, metric, ts in cursor.fetchall():

@@ -112,6 +112,19 @@ def alarms_notes(results: dict[str, Any]) -> list[str]:
             f"{verdict(paired['ratio'] >= ALARMS_TARGET)}; "
             + ("exactly once ✓" if paired.get("exactly_once") else "NOT EXACTLY ONCE ✗")
         )
+    cpu_off, cpu_on = paired.get("cpu_off"), paired.get("cpu_on")
+    if cpu_off and cpu_on:
+        names = [name for name in cpu_on if name != "machine busy"]
+        lines.append(
+            "alarms paired drains, CPU s per 10 000 readings off → on: "
+            + ", ".join(
+                f"{name} {cpu_off.get(name, 0.0):.3f} → {cpu_on[name]:.3f}"
+                for name in names
+                if max(cpu_off.get(name, 0.0), cpu_on[name]) >= 0.005
+            )
+            + f"; machine busy {cpu_off.get('machine busy', 0.0):.3f} → "
+            f"{cpu_on.get('machine busy', 0.0):.3f}"
+        )
     latency = ((row.get("latency") or {}).get("latency") or {}).get("alarm")
     if latency and latency.get("n"):
         lines.append(

@@ -40,6 +40,7 @@ async def drain_probe(driver: RowDriver) -> dict[str, Any]:
     queued_s = time.monotonic() - queued_at
     start = await row.consumed()
     resumed_at = time.monotonic()
+    cpu_start = driver.meter.snapshot()
     await row.resume()
     names = [*row.memory_watch, "mosquitto"]
     sampler = RssSampler(driver.meter.children, names, RSS_SAMPLE_S).start()
@@ -61,6 +62,11 @@ async def drain_probe(driver: RowDriver) -> dict[str, Any]:
         await sampler.stop()
         drain["rss"] = sampler.summary()
         driver.result["drain"] = drain
+    # CPU seconds per 10 000 readings of each process over the whole drain.
+    used = driver.meter.delta(cpu_start, driver.meter.snapshot())
+    drain["cpu_per_10k"] = {
+        name: seconds * 10_000 / (count * READINGS_PER_MESSAGE) for name, seconds in used.items()
+    }
     middle = [(t, n) for t, n in points if 0.1 * count <= n <= 0.9 * count]
     total_s = points[-1][0] - resumed_at
     drain["rate"] = slope(middle) if len(middle) >= 3 else count / total_s
