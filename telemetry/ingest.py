@@ -32,6 +32,7 @@ from telemetry.columns import ReadingColumns
 from telemetry.fanout import readings_broadcast
 from telemetry.groups import INGEST_BATCH, INGEST_CHANNEL, INGEST_STORED
 from telemetry.services import BatchApplied, ingest_apply, readings_prune
+from telemetry.turns import Turn, Turns
 from telemetry.values import ms_to_datetime
 
 logger = logging.getLogger(__name__)
@@ -90,14 +91,19 @@ class IngestBatch:
             return None
 
 
-async def ingest_batch_handle(layer: BaseChannelLayer, message: dict[str, Any]) -> bool:
-    """Store, broadcast and confirm one batch; return whether it was stored."""
+async def ingest_batch_handle(
+    layer: BaseChannelLayer, message: dict[str, Any], turn: Turn | None = None
+) -> bool:
+    """Store, broadcast and confirm one batch; return whether it was stored.
+
+    `turn`: its place among the batches the worker stores at once (telemetry/turns.py).
+    """
     batch = IngestBatch.parse(message)
     if batch is None:
         logger.error("ingest: dropping malformed batch %r", message.get("batch"))
         metrics.INGEST_MALFORMED.inc()
         return False
-    applied = await batch_apply(batch)
+    applied = await batch_apply(batch, turn)
     if applied is None:
         return False
     await batch_broadcast(layer, applied, at_ms=batch.received_ms)
@@ -105,7 +111,7 @@ async def ingest_batch_handle(layer: BaseChannelLayer, message: dict[str, Any]) 
     return True
 
 
-async def batch_apply(batch: IngestBatch) -> BatchApplied | None:
+async def batch_apply(batch: IngestBatch, turn: Turn | None = None) -> BatchApplied | None:
     """Store the batch and apply its device events in one thread hop; None if not stored."""
     started = time.perf_counter()
     # With several batches at once, each runs on a thread (and pooled connection) of its
@@ -119,6 +125,7 @@ async def batch_apply(batch: IngestBatch) -> BatchApplied | None:
             events=batch.events,
             received_at=ms_to_datetime(batch.received_ms),
             units=batch.units,
+            turn=turn,
         )
     except (DatabaseError, InterfaceError) as error:
         # Not confirmed: the bridge sends the batch again after its timeout.
@@ -200,9 +207,11 @@ async def ingest_run(
 
     Channels' own worker pulls messages into an unbounded queue; this loop holds at
     most that many batches, so memory stays flat when the database is slower than
-    MQTT. Batches in flight are stored as that many workers would store them, each in
-    its own transaction; a batch carrying device events (presence, command replies,
-    attributes) is stored alone, after those before it, so the events apply in order.
+    MQTT. Batches in flight are stored each in its own transaction; they stage their
+    readings at once and write them in the order they were taken (telemetry/turns.py),
+    so a series' batches are evaluated for alarms in order; a batch carrying device
+    events (presence, command replies, attributes) is stored alone, after those before
+    it, so the events apply in order.
     After a batch or a sweep that failed, `services_wait` holds the loop until the
     database answers again (the bridges resend what was not confirmed meanwhile).
     On stop, the batches in hand finish, up to DRAIN_DEADLINE_S.
@@ -211,6 +220,8 @@ async def ingest_run(
     assert layer is not None, "CHANNEL_LAYERS has no default layer"
     at_once = batches_at_once()
     logger.info("ingest: consuming %s, %d batch(es) at once", channel, at_once)
+    # Batches stored at once write their readings in the order they were taken.
+    turns = Turns(timeout=hub_settings.INGEST_TIMEOUT_SECONDS) if at_once > 1 else None
     stop_wait = asyncio.ensure_future(stop.wait())
     sweeper = asyncio.create_task(_sweep_loop(layer, stop, services_wait), name="ingest-sweep")
     # Webhook deliveries from the alarms outbox (alarms/delivery.py).
@@ -247,7 +258,8 @@ async def ingest_run(
             alone = bool(message.get("events"))
             if alone and in_flight:
                 await _batches_settle(in_flight, stop, services_wait, every=True)
-            in_flight.add(asyncio.ensure_future(_batch_run(layer, message)))
+            turn = turns.take() if turns is not None else None
+            in_flight.add(asyncio.ensure_future(_batch_run(layer, message, turn)))
             if alone:
                 await _batches_settle(in_flight, stop, services_wait, every=True)
     finally:
@@ -263,14 +275,19 @@ async def ingest_run(
     logger.info("ingest: stopped")
 
 
-async def _batch_run(layer: BaseChannelLayer, message: dict[str, Any]) -> bool:
+async def _batch_run(
+    layer: BaseChannelLayer, message: dict[str, Any], turn: Turn | None = None
+) -> bool:
     """Handle one batch; return whether it was stored. Whatever it does, the worker goes on."""
     started = time.monotonic()
     try:
-        stored = await ingest_batch_handle(layer, message)
+        stored = await ingest_batch_handle(layer, message, turn)
     except Exception:
         logger.exception("ingest: batch %s failed", message.get("batch"))
         stored = False
+    finally:
+        if turn is not None:
+            turn.end()  # whatever became of the batch, the next may write
     logger.debug(
         "ingest: batch %s in %.1f ms", message.get("batch"), (time.monotonic() - started) * 1000
     )

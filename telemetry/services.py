@@ -27,6 +27,7 @@ from telemetry.newest import readings_newest_before
 from telemetry.storage import readings_insert
 from telemetry.timescale import readings_hypertable
 from telemetry.timescale.chunks import ChunksDropped, readings_chunks_drop
+from telemetry.turns import Turn
 from telemetry.values import WireValue
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def readings_store_batch(
     readings: Sequence[WireReading] | ReadingColumns,
     received_at: datetime,
     units: Mapping[str, Mapping[str, str]] | None = None,
+    turn: Turn | None = None,
 ) -> StoredBatch:
     """Store a batch once: dedup on (device, metric, ts), then rollups, latest and last_seen.
 
@@ -89,6 +91,7 @@ def readings_store_batch(
             [(*key, pending[key]) for key in sorted(pending)],
             _units_by_device(units, devices),
             max_metrics=hub_settings.MAX_METRICS_PER_DEVICE,
+            turn=turn,
         )
         # In this transaction, on exactly the new rows: a redelivered batch changes nothing.
         result.alarms = rules_evaluate(
@@ -253,9 +256,15 @@ def ingest_apply(
     events: Sequence[DeviceEvent],
     received_at: datetime,
     units: Mapping[str, Mapping[str, str]] | None = None,
+    turn: Turn | None = None,
 ) -> BatchApplied:
-    """Store a bridge's batch, then apply its device events; one call per batch."""
-    stored = readings_store_batch(readings=readings, received_at=received_at, units=units)
+    """Store a bridge's batch, then apply its device events; one call per batch.
+
+    `turn`: the batch's place among those its worker stores at once (telemetry/turns.py).
+    """
+    stored = readings_store_batch(
+        readings=readings, received_at=received_at, units=units, turn=turn
+    )
     if events:
         with transaction.atomic():
             applied = events_apply(events=events, now=received_at)

@@ -16,6 +16,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from telemetry.storage import portable, postgresql
 from telemetry.storage.cardinality import Refused
+from telemetry.turns import Turn
 from telemetry.values import WireValue
 
 # (device id, metric, ts in epoch ms, value), sorted: every writer touches rows in
@@ -41,14 +42,25 @@ def readings_insert(
     units: Units | None = None,
     *,
     max_metrics: int | None = None,
+    turn: Turn | None = None,
 ) -> Inserted:
     """Insert new readings with their rollups and latest values, at most `max_metrics` per device.
 
     Readings of a metric the device already has are always taken; a metric it
     does not have yet is created only while the device has fewer than `max_metrics`.
+    With a `turn` (telemetry/turns.py), the rows are written once the batches taken
+    before this one have written theirs; the turn ends when they are.
     """
     if not rows:
         return Inserted()
-    store = postgresql if connection.vendor == "postgresql" else portable
-    keys, refused = store.readings_insert(connection, rows, units or {}, max_metrics)
+    if connection.vendor == "postgresql":
+        keys, refused = postgresql.readings_insert(connection, rows, units or {}, max_metrics, turn)
+        return Inserted(keys, refused)
+    if turn is not None:
+        turn.wait()
+    try:
+        keys, refused = portable.readings_insert(connection, rows, units or {}, max_metrics)
+    finally:
+        if turn is not None:
+            turn.end()
     return Inserted(keys, refused)

@@ -23,6 +23,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from telemetry.models import ValueKind
 from telemetry.storage.cardinality import Refused, metrics_refused
+from telemetry.turns import Turn
 from telemetry.values import WireValue, value_to_columns
 
 Row = tuple[int, str, int, WireValue]
@@ -151,10 +152,12 @@ def readings_insert(
     rows: Sequence[Row],
     units: Mapping[tuple[int, str], str],
     max_metrics: int | None,
+    turn: Turn | None = None,
 ) -> tuple[list[Key], Refused]:
     """Insert new readings, fold them into rollups and latest values, return their keys.
 
     Readings of new metrics past `max_metrics` per device are left out and returned.
+    With a `turn`, the batch is staged at once, then waits for it before it writes.
     """
     # psycopg's own cursor raises psycopg's errors: wrapped, they are Django's DatabaseError,
     # which the ingest worker counts as a failed batch (the bridge sends it again).
@@ -178,8 +181,14 @@ def readings_insert(
                 copy.set_types(COPY_UNITS_TYPES)
                 for (device_id, metric), unit in sorted(units.items()):
                     copy.write_row((device_id, metric, unit))
-        refused = _refuse_new_metrics(cursor, max_metrics) if max_metrics is not None else {}
-        cursor.execute(STORE_WITH_UNITS if units else STORE)
+        if turn is not None:
+            turn.wait()  # staged, holding no lock but on its own staging tables
+        try:
+            refused = _refuse_new_metrics(cursor, max_metrics) if max_metrics is not None else {}
+            cursor.execute(STORE_WITH_UNITS if units else STORE)
+        finally:
+            if turn is not None:
+                turn.end()
         keys = [(device_id, metric, int(ts)) for device_id, metric, ts in cursor.fetchall()]
         return keys, refused
 

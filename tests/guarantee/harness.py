@@ -353,6 +353,18 @@ class Stack:
         """Tell whether an ingest transaction is blocked writing readings (a batch mid-store)."""
         return self.batches_waiting_on_lock() > 0
 
+    def transactions_open(self, *, besides: int) -> int:
+        """Return how many transactions are open on the stack's database, but this probe's
+        and the backend `besides` (the one holding a lock)."""
+        with self.connect() as connection:
+            row = connection.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND xact_start IS NOT NULL AND pid <> pg_backend_pid() AND pid <> %s",
+                (besides,),
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
     def batches_waiting_on_lock(self) -> int:
         """Return how many ingest transactions are blocked writing readings (batches mid-store)."""
         with self.connect() as connection:

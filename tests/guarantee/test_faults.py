@@ -92,11 +92,14 @@ def test_ingest_storing_two_batches_at_once_killed_loses_and_duplicates_nothing(
         known = KnownSet(stack.mosquitto.port)
         known.start()
         midstream(known, 0.3)
-        with stack.readings_locked():
-            # One worker, two transactions inside their batches at once, both on the lock.
+        with stack.readings_locked() as holder:
+            # One worker, two transactions inside their batches at once: one on the lock,
+            # the other staged and waiting for its turn to write (telemetry/turns.py).
             wait_until(
-                lambda: stack.batches_waiting_on_lock() >= 2,
-                message="two batches of one worker blocked mid-transaction",
+                lambda: (
+                    stack.batch_waiting_on_lock() and stack.transactions_open(besides=holder) >= 2
+                ),
+                message="two batches of one worker mid-transaction",
             )
             resends = counter(stack, "bridge", "hub_bridge_resends_total")
             stack.kill("ingest")

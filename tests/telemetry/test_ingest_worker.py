@@ -13,10 +13,13 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 
+from alarms.models import AlarmEvent
 from telemetry import ingest
 from telemetry.groups import INGEST_BATCH, INGEST_CHANNEL
 from telemetry.models import Reading
 from telemetry.services import readings_store_batch
+from telemetry.storage.postgresql import METRICS_LOCK
+from tests.alarms.conftest import make_rule
 from tests.factories import make_device, make_user
 from tests.support import async_wait_until
 
@@ -186,3 +189,110 @@ def _dsn() -> str:
     return psycopg.conninfo.make_conninfo(
         **{key: value for key, value in params.items() if key in ("dbname", "host", "port", "user")}
     )
+
+
+async def test_batches_at_once_write_and_evaluate_a_series_in_the_order_taken(settings):
+    """The first batch (a-1 hot at ts 1, plus a new metric of a-2, whose metric lock a probe
+    holds) is held before it writes; the second (a-1 back to normal at ts 2) waits for it.
+    Evaluated the other way round, the hot reading would come late and raise nothing."""
+    settings.HUB = {**settings.HUB, "INGEST_BATCHES_AT_ONCE": 2}
+    now = int(time.time() * 1000)
+
+    def seed() -> int:
+        owner = make_user()
+        hot, _ = make_device(owner, "a-1")
+        other, _ = make_device(owner, "a-2")
+        readings_store_batch(readings=[("a-1", "t", now - 10, 20.0)], received_at=datetime.now(UTC))
+        make_rule(owner, hot, condition="above", threshold=25.0)
+        return int(other.pk)
+
+    other_id = await database_sync_to_async(seed)()
+    layer = get_channel_layer()
+    holder = await psycopg.AsyncConnection.connect(_dsn(), autocommit=True)
+    watcher = await psycopg.AsyncConnection.connect(_dsn(), autocommit=True)
+
+    async def scalar(sql: str, *params: object) -> int:
+        cursor = await watcher.execute(sql, params)
+        row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def first_held() -> bool:
+        return (
+            await scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+            > 0
+        )
+
+    async def second_waits_or_wrote() -> bool:
+        # Waiting for its turn: staged, in its transaction; without turns it would have written.
+        open_ = await scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND xact_start IS NOT NULL AND pid <> pg_backend_pid()"
+        )
+        wrote = await scalar("SELECT count(*) FROM telemetry_reading WHERE value = 20.0") > 1
+        return open_ >= 2 or wrote
+
+    stop = asyncio.Event()
+    worker = asyncio.create_task(ingest.ingest_run(stop))
+    try:
+        await holder.execute("SELECT pg_advisory_lock(%s, %s)", (METRICS_LOCK, other_id))
+        first = [["a-2", "new", now, 1.0], ["a-1", "t", now + 1, 30.0]]
+        second = [["a-1", "t", now + 2, 20.0]]
+        for name, readings in (("first", first), ("second", second)):
+            await layer.send(
+                INGEST_CHANNEL,
+                {"type": INGEST_BATCH, "batch": name, "readings": readings, "received": now},
+            )
+        await async_wait_until(first_held, message="the first batch held on the metric lock")
+        await async_wait_until(second_waits_or_wrote, message="the second batch's fate")
+        await holder.execute("SELECT pg_advisory_unlock(%s, %s)", (METRICS_LOCK, other_id))
+        await async_wait_until(
+            lambda: _at_least(lambda: scalar("SELECT count(*) FROM telemetry_reading"), 4),
+            message="both batches stored",
+        )
+        kinds = await database_sync_to_async(
+            lambda: list(AlarmEvent.objects.order_by("id").values_list("kind", flat=True))
+        )()
+        assert kinds == ["raised", "cleared"]
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 10)
+        await holder.close()
+        await watcher.close()
+
+
+async def test_a_batch_that_never_writes_ends_its_turn(settings):
+    """A malformed batch and one of unknown devices write nothing; the batch after them is
+    not kept waiting for them (its turn would come only after HUB_INGEST_TIMEOUT_SECONDS)."""
+    settings.HUB = {**settings.HUB, "INGEST_BATCHES_AT_ONCE": 2, "INGEST_TIMEOUT_SECONDS": 600.0}
+    await database_sync_to_async(lambda: make_device(make_user(), "a-1"))()
+    layer = get_channel_layer()
+    now = int(time.time() * 1000)
+    stop = asyncio.Event()
+    worker = asyncio.create_task(ingest.ingest_run(stop))
+    try:
+        for message in (
+            {"type": INGEST_BATCH, "batch": "broken", "received": now},
+            {
+                "type": INGEST_BATCH,
+                "batch": "x",
+                "readings": [["nobody", "t", now, 1]],
+                "received": now,
+            },
+            {
+                "type": INGEST_BATCH,
+                "batch": "ok",
+                "readings": [["a-1", "t", now, 1]],
+                "received": now,
+            },
+        ):
+            await layer.send(INGEST_CHANNEL, message)
+        await async_wait_until(
+            lambda: database_sync_to_async(Reading.objects.exists)(),
+            timeout=20,
+            message="the batch after them stored",
+        )
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 10)
