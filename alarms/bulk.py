@@ -8,9 +8,11 @@ per-object preparation cost more than the insert of a batch's few alarms and
 events; rows_insert is one INSERT … SELECT FROM unnest(…) on PostgreSQL and
 bulk_create elsewhere. changes_write puts all of an evaluation's writes in one
 statement on PostgreSQL: a round trip cost 1.5-2 ms of the serial ingest chain
-under load. Values go through each field's own preparation (get_db_prep_save), as
-the ORM's would, JSON to its text; each column is one parameter, its array's text
-form (core.pgarrays: psycopg dumps a list element by element in Python).
+under load. Each column is one parameter, its array's text form (core.pgarrays:
+psycopg dumps a list element by element in Python). Values are prepared as the ORM
+would (get_db_prep_save), JSON to its text, but for fields whose preparation on
+PostgreSQL returns the values evaluation gives them as they are (_PLAIN), read
+straight off the rows.
 """
 
 from __future__ import annotations

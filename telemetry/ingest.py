@@ -221,7 +221,7 @@ async def ingest_run(
     at_once = batches_at_once()
     logger.info("ingest: consuming %s, %d batch(es) at once", channel, at_once)
     # Batches stored at once write their readings in the order they were taken.
-    turns = Turns(timeout=hub_settings.INGEST_TIMEOUT_SECONDS) if at_once > 1 else None
+    turns = Turns() if at_once > 1 else None
     stop_wait = asyncio.ensure_future(stop.wait())
     sweeper = asyncio.create_task(_sweep_loop(layer, stop, services_wait), name="ingest-sweep")
     # Webhook deliveries from the alarms outbox (alarms/delivery.py).
@@ -236,9 +236,14 @@ async def ingest_run(
             receive = asyncio.ensure_future(layer.receive(channel))
             done, _ = await asyncio.wait({receive, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             if receive not in done:
-                receive.cancel()
-                await asyncio.gather(receive, return_exceptions=True)
-                break
+                # Stopping. A receive cancelled as its message is on the way loses it (the
+                # bridge sends it again after its timeout): while batches are still in
+                # hand, it may yet bring one more, stored with them.
+                await _while_in_hand(receive, in_flight)
+                if not receive.done():
+                    receive.cancel()
+                    await asyncio.gather(receive, return_exceptions=True)
+                    break
             try:
                 message = receive.result()
             except Exception as error:  # noqa: BLE001 - the layer's backend is down
@@ -273,6 +278,19 @@ async def ingest_run(
         deliveries.cancel()
         await asyncio.gather(deliveries, return_exceptions=True)
     logger.info("ingest: stopped")
+
+
+async def _while_in_hand(
+    receive: asyncio.Future[Any], in_flight: set[asyncio.Future[bool]]
+) -> None:
+    """Return once `receive` is done or no batch is in hand (at most DRAIN_DEADLINE_S)."""
+    deadline = time.monotonic() + DRAIN_DEADLINE_S
+    while not receive.done():
+        pending = {batch for batch in in_flight if not batch.done()}
+        left = deadline - time.monotonic()
+        if not pending or left <= 0:
+            return
+        await asyncio.wait({receive, *pending}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
 
 
 async def _batch_run(

@@ -8,28 +8,23 @@ it has ended (or that batch has failed). The statement locks the latest-value ro
 of every series it adds readings to, until commit, so a later batch with readings
 of the same series waits for the earlier one to commit before its own statement
 ends: alarm evaluation, after the statement, sees a series' batches in the order
-they came, as with one batch at a time. A batch waits for its turn holding no row
-lock (it has only read and filled its own staging table), so the wait cannot be
-part of a deadlock.
+they came, as with one batch at a time.
+
+A batch waits for its turn holding no row lock (it has only read, and filled its own
+staging table), so the wait cannot be part of a deadlock; like a lock wait, it
+lasts as long as the batch before it takes. Every turn ends: after its statement,
+or when its batch ends however it ends (telemetry/ingest.py, _batch_run).
 """
 
 from __future__ import annotations
 
 import threading
 
-from django.db import OperationalError
-
-
-class TurnTimeout(OperationalError):
-    """A batch waited too long for the batch before it: it is not stored (the bridge resends it)."""
-
 
 class Turns:
     """Hands out turns in the order batches are taken, and tells each when it is its turn."""
 
-    def __init__(self, timeout: float) -> None:
-        """`timeout`: how long a batch waits for its turn before it gives up (TurnTimeout)."""
-        self._timeout = timeout
+    def __init__(self) -> None:
         self._changed = threading.Condition()
         self._issued = 0
         # The first turn not over yet; turns over past it wait in `_over` for it.
@@ -45,10 +40,7 @@ class Turns:
 
     def _wait(self, number: int) -> None:
         with self._changed:
-            if not self._changed.wait_for(lambda: self._current >= number, self._timeout):
-                raise TurnTimeout(
-                    f"waited {self._timeout:.0f} s for the batch before it to write its readings"
-                )
+            self._changed.wait_for(lambda: self._current >= number)
 
     def _end(self, number: int) -> None:
         with self._changed:
@@ -71,7 +63,7 @@ class Turn:
         self._number = number
 
     def wait(self) -> None:
-        """Block until every earlier turn is over (TurnTimeout past the turns' timeout)."""
+        """Block until every earlier turn is over."""
         self._turns._wait(self._number)
 
     def end(self) -> None:

@@ -73,12 +73,23 @@ def test_paired_drains_alternate_abba() -> None:
     assert pair_order(1) == [False, True]
     assert pair_order(2) == [False, True, True, False]
     drains = [
-        {"rules_enabled": flag, "rate": rate, "messages": 10, "exactly_once": True}
-        for flag, rate in zip(pair_order(2), [100.0, 90.0, 80.0, 110.0], strict=True)
+        {
+            "rules_enabled": flag,
+            "rate": rate,
+            "messages": 10,
+            "exactly_once": True,
+            "cpu_per_10k": {"ingest": cpu},
+        }
+        for flag, rate, cpu in zip(
+            pair_order(2), [100.0, 90.0, 80.0, 110.0], [0.1, 0.2, 0.4, 0.3], strict=True
+        )
     ]
     summary = paired_summary(drains)
     assert summary["ratio"] == pytest.approx(85.0 / 105.0)
     assert summary["exactly_once"]
+    # Each process's CPU per 10 000 readings, averaged over the drains of each kind.
+    assert summary["cpu_off"] == {"ingest": pytest.approx(0.2)}
+    assert summary["cpu_on"] == {"ingest": pytest.approx(0.3)}
 
 
 def temperatures(index: int) -> list[float]:

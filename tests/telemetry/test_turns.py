@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
-from telemetry.turns import Turns, TurnTimeout
+from telemetry.turns import Turns
 
 
 def _waiting(turn) -> threading.Thread:  # type: ignore[no-untyped-def]
@@ -16,7 +14,7 @@ def _waiting(turn) -> threading.Thread:  # type: ignore[no-untyped-def]
 
 
 def test_a_turn_waits_for_every_turn_before_it():
-    turns = Turns(timeout=10)
+    turns = Turns()
     first, second, third = turns.take(), turns.take(), turns.take()
     first.wait()  # the first never waits
     waiting = _waiting(third)
@@ -29,7 +27,7 @@ def test_a_turn_waits_for_every_turn_before_it():
 
 
 def test_ending_a_turn_again_changes_nothing():
-    turns = Turns(timeout=10)
+    turns = Turns()
     first, second, third = turns.take(), turns.take(), turns.take()
     first.end()
     first.end()
@@ -40,10 +38,3 @@ def test_ending_a_turn_again_changes_nothing():
     second.end()
     waiting.join(10)
     assert not waiting.is_alive()
-
-
-def test_a_turn_that_waits_too_long_gives_up():
-    turns = Turns(timeout=0.05)
-    turns.take()
-    with pytest.raises(TurnTimeout, match="batch before it"):
-        turns.take().wait()
