@@ -8,3 +8,6 @@ INGEST_CHANNEL: Final = "telemetry.ingest"
 INGEST_BATCH: Final = "ingest.batch"
 # The ingest worker's "stored" reply to a batch's bridge, built in telemetry/ingest.py.
 INGEST_STORED: Final = "ingest.stored"
+# A stopping ingest worker's wake-up for its own pending receive (telemetry/ingest.py);
+# whichever worker takes it ignores it.
+INGEST_WAKE: Final = "ingest.wake"

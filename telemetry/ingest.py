@@ -30,7 +30,7 @@ from devices.worker import devices_sweep
 from telemetry import metrics
 from telemetry.columns import ReadingColumns
 from telemetry.fanout import readings_broadcast
-from telemetry.groups import INGEST_BATCH, INGEST_CHANNEL, INGEST_STORED
+from telemetry.groups import INGEST_BATCH, INGEST_CHANNEL, INGEST_STORED, INGEST_WAKE
 from telemetry.services import BatchApplied, ingest_apply, readings_prune
 from telemetry.turns import Turn, Turns
 from telemetry.values import ms_to_datetime
@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 # How long a drain on shutdown may take before the batch in hand is abandoned
 # (the bridge resends it; dedup makes that safe).
 DRAIN_DEADLINE_S = 8.0
+# How often a stopping worker sends a wake-up to its pending receive, in case another
+# worker took the one before.
+WAKE_EVERY_S = 0.5
 # Wait between attempts to receive from a channel layer that is unreachable: doubling from
 # the first to the second; short, since the bridges' batches wait in Redis meanwhile.
 LAYER_RETRY_S = 1.0
@@ -236,13 +239,10 @@ async def ingest_run(
             receive = asyncio.ensure_future(layer.receive(channel))
             done, _ = await asyncio.wait({receive, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             if receive not in done:
-                # Stopping. A receive cancelled as its message is on the way loses it (the
-                # bridge sends it again after its timeout): while batches are still in
-                # hand, it may yet bring one more, stored with them.
-                await _while_in_hand(receive, in_flight)
-                if not receive.done():
-                    receive.cancel()
-                    await asyncio.gather(receive, return_exceptions=True)
+                # Stopping. A receive cancelled while Redis answers it loses the batch it
+                # popped (the bridge sends it again after its timeout), so it is woken
+                # instead: it brings either a batch, stored with those in hand, or the wake.
+                if not await _receive_wake(layer, channel, receive):
                     break
             try:
                 message = receive.result()
@@ -257,6 +257,8 @@ async def ingest_run(
                 layer_retry_s = min(LAYER_RETRY_MAX_S, layer_retry_s * 2)
                 continue
             layer_retry_s = LAYER_RETRY_S
+            if message.get("type") == INGEST_WAKE:
+                continue  # another worker's, or this one's on its way out
             if message.get("type") != INGEST_BATCH:
                 logger.warning("ingest: ignoring message of type %r", message.get("type"))
                 continue
@@ -280,17 +282,22 @@ async def ingest_run(
     logger.info("ingest: stopped")
 
 
-async def _while_in_hand(
-    receive: asyncio.Future[Any], in_flight: set[asyncio.Future[bool]]
-) -> None:
-    """Return once `receive` is done or no batch is in hand (at most DRAIN_DEADLINE_S)."""
+async def _receive_wake(layer: BaseChannelLayer, channel: str, receive: asyncio.Future[Any]) -> bool:
+    """Wake `receive` by sending it a no-op message; return whether it is done.
+
+    Other workers on the channel may take a wake first, so one is sent every WAKE_EVERY_S
+    until `receive` ends, up to DRAIN_DEADLINE_S; then it is cancelled after all.
+    """
     deadline = time.monotonic() + DRAIN_DEADLINE_S
-    while not receive.done():
-        pending = {batch for batch in in_flight if not batch.done()}
-        left = deadline - time.monotonic()
-        if not pending or left <= 0:
-            return
-        await asyncio.wait({receive, *pending}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+    while not receive.done() and time.monotonic() < deadline:
+        with contextlib.suppress(Exception):  # the layer is down: nothing to lose then
+            await layer.send(channel, {"type": INGEST_WAKE})
+        await asyncio.wait({receive}, timeout=WAKE_EVERY_S)
+    if receive.done():
+        return True
+    receive.cancel()
+    await asyncio.gather(receive, return_exceptions=True)
+    return False
 
 
 async def _batch_run(

@@ -357,7 +357,7 @@ HUB = {
     # Batches one ingest worker stores at once, each in its own transaction on its own
     # connection (PostgreSQL; SQLite stores one at a time): one writes its readings while
     # the next stages its own, and they write in the order the worker took them.
-    "INGEST_BATCHES_AT_ONCE": env_number("HUB_INGEST_BATCHES_AT_ONCE", 1, int, minimum=1),
+    "INGEST_BATCHES_AT_ONCE": env_number("HUB_INGEST_BATCHES_AT_ONCE", 2, int, minimum=1),
     # A batch not confirmed stored within this many seconds is sent again.
     "INGEST_TIMEOUT_SECONDS": env_number("HUB_INGEST_TIMEOUT_SECONDS", 30.0, float, 0.1),
     # MQTT messages received but not yet acknowledged (the MQTT 5 receive maximum).

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import connection
 
 from alarms.models import AlarmEvent
@@ -296,3 +296,38 @@ async def test_a_batch_that_never_writes_ends_its_turn(settings):
     finally:
         stop.set()
         await asyncio.wait_for(worker, 10)
+
+
+class _SlowAnswerLayer(InMemoryChannelLayer):
+    """A layer whose receive, like channels_redis's, takes its message off the channel and
+    then spends a while bringing it back (Redis's answer on its way): cancelled meanwhile,
+    the message is gone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.popped = asyncio.Event()
+
+    async def receive(self, channel: str) -> dict:
+        message = await super().receive(channel)
+        self.popped.set()
+        await asyncio.sleep(0.3)
+        return message
+
+
+async def test_a_stopping_worker_keeps_the_batch_its_receive_has_taken(monkeypatch):
+    """Stop comes while the receive has popped a batch but not returned it: the worker
+    wakes the receive instead of cancelling it, and stores the batch before it exits."""
+    await database_sync_to_async(lambda: make_device(make_user(), "a-1"))()
+    layer = _SlowAnswerLayer()
+    monkeypatch.setattr(ingest, "get_channel_layer", lambda: layer)
+    now = int(time.time() * 1000)
+    stop = asyncio.Event()
+    worker = asyncio.create_task(ingest.ingest_run(stop))
+    await layer.send(
+        INGEST_CHANNEL,
+        {"type": INGEST_BATCH, "batch": "last", "readings": [["a-1", "t", now, 1]], "received": now},
+    )
+    await asyncio.wait_for(layer.popped.wait(), 5)
+    stop.set()
+    await asyncio.wait_for(worker, 10)
+    assert await database_sync_to_async(Reading.objects.count)() == 1
