@@ -238,12 +238,11 @@ async def ingest_run(
                 continue
             receive = asyncio.ensure_future(layer.receive(channel))
             done, _ = await asyncio.wait({receive, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-            if receive not in done:
-                # Stopping. A receive cancelled while Redis answers it loses the batch it
-                # popped (the bridge sends it again after its timeout), so it is woken
-                # instead: it brings either a batch, stored with those in hand, or the wake.
-                if not await _receive_wake(layer, channel, receive):
-                    break
+            # Stopping. A receive cancelled while Redis answers it loses the batch it popped
+            # (the bridge sends it again after its timeout), so it is woken instead: it
+            # brings either a batch, stored with those in hand, or the wake.
+            if receive not in done and not await _receive_wake(layer, channel, receive):
+                break
             try:
                 message = receive.result()
             except Exception as error:  # noqa: BLE001 - the layer's backend is down
@@ -282,7 +281,9 @@ async def ingest_run(
     logger.info("ingest: stopped")
 
 
-async def _receive_wake(layer: BaseChannelLayer, channel: str, receive: asyncio.Future[Any]) -> bool:
+async def _receive_wake(
+    layer: BaseChannelLayer, channel: str, receive: asyncio.Future[Any]
+) -> bool:
     """Wake `receive` by sending it a no-op message; return whether it is done.
 
     Other workers on the channel may take a wake first, so one is sent every WAKE_EVERY_S

@@ -25,12 +25,13 @@ from bench.load.nodered import STAGING_SOURCE, TOPIC, batch_sql, flow, settings_
 from bench.load.publisher import VARIANTS, DeviceLink, now_ms, value_tables
 from bench.options import LADDER_ROWS, parse_args, plan_for
 from bench.report.httpingest import http_text, hub_readings_per_s
-from bench.report.peers import nodered_notes
+from bench.report.peers import alarms_notes, nodered_notes
 from bench.rows.alarms import (
     EVEN_THRESHOLD,
     ODD_CLEAR,
     ODD_THRESHOLD,
     pair_order,
+    paired_live_summary,
     paired_summary,
     rules_script,
 )
@@ -90,6 +91,31 @@ def test_paired_drains_alternate_abba() -> None:
     # Each process's CPU per 10 000 readings, averaged over the drains of each kind.
     assert summary["cpu_off"] == {"ingest": pytest.approx(0.2)}
     assert summary["cpu_on"] == {"ingest": pytest.approx(0.3)}
+
+
+def test_paired_live_steps_compare_capacities_only_when_saturated() -> None:
+    def step(flag: bool, consumed: float, *, flat: bool = False) -> dict:
+        return {
+            "rules_enabled": flag,
+            "consumed": consumed,
+            "offered": 140.0,
+            "flat": flat,
+            "cpu_s_per_10k_readings": {"daphne": 0.1 if flag else 0.05, "gone": None},
+        }
+
+    steps = [step(f, c) for f, c in zip(pair_order(2), [100.0, 95.0, 85.0, 110.0], strict=True)]
+    summary = paired_live_summary(steps, 140.0)
+    assert summary["ratio"] == pytest.approx(90.0 / 105.0)
+    assert summary["saturated"]
+    assert summary["cpu_off"] == {"daphne": pytest.approx(0.05), "gone": 0.0}
+    assert summary["cpu_on"]["daphne"] == pytest.approx(0.1)
+    # A step that kept up took what it was offered, not what it could take.
+    steps[0] = step(False, 140.0, flat=True)
+    assert not paired_live_summary(steps, 140.0)["saturated"]
+    lines = alarms_notes(
+        {"options": {}, "rows": {"alarms": {"paired_live": paired_live_summary(steps, 140.0)}}}
+    )
+    assert any("NOT SATURATED" in line and "on/off = 0.72 —" in line for line in lines), lines
 
 
 def temperatures(index: int) -> list[float]:

@@ -112,19 +112,23 @@ def alarms_notes(results: dict[str, Any]) -> list[str]:
             f"{verdict(paired['ratio'] >= ALARMS_TARGET)}; "
             + ("exactly once ✓" if paired.get("exactly_once") else "NOT EXACTLY ONCE ✗")
         )
-    cpu_off, cpu_on = paired.get("cpu_off"), paired.get("cpu_on")
-    if cpu_off and cpu_on:
-        names = [name for name in cpu_on if name != "machine busy"]
-        lines.append(
-            "alarms paired drains, CPU s per 10 000 readings off → on: "
-            + ", ".join(
-                f"{name} {cpu_off.get(name, 0.0):.3f} → {cpu_on[name]:.3f}"
-                for name in names
-                if max(cpu_off.get(name, 0.0), cpu_on[name]) >= 0.005
-            )
-            + f"; machine busy {cpu_off.get('machine busy', 0.0):.3f} → "
-            f"{cpu_on.get('machine busy', 0.0):.3f}"
+    lines += _cpu_line("alarms paired drains", paired)
+    live = row.get("paired_live") or {}
+    if live.get("ratio") is not None:
+        on = ", ".join(f"{rate:,.0f}" for rate in live["on"])
+        off = ", ".join(f"{rate:,.0f}" for rate in live["off"])
+        saturated = (
+            "every step saturated"
+            if live.get("saturated")
+            else "NOT SATURATED: a step took all it was offered, so the ratio is not of capacities"
         )
+        met = live["ratio"] >= ALARMS_TARGET if live.get("saturated") else None
+        lines.append(
+            f"alarms paired live steps (publisher offering {live['asked']:,.0f} msg/s, rules "
+            f"disabled/enabled in ABBA order): consumed off {off} / on {on} msg/s → on/off = "
+            f"{live['ratio']:.2f} {verdict(met)}; {saturated}"
+        )
+    lines += _cpu_line("alarms paired live steps", live)
     latency = ((row.get("latency") or {}).get("latency") or {}).get("alarm")
     if latency and latency.get("n"):
         lines.append(
@@ -193,3 +197,21 @@ def nodered_notes(results: dict[str, Any]) -> list[str]:
             + disturbed(hub, nodered, ceiling)
         )
     return lines
+
+
+def _cpu_line(what: str, paired: dict[str, Any]) -> list[str]:
+    """Return the line of CPU per 10 000 readings by process, rules off → on, if recorded."""
+    cpu_off, cpu_on = paired.get("cpu_off"), paired.get("cpu_on")
+    if not (cpu_off and cpu_on):
+        return []
+    names = [name for name in cpu_on if name != "machine busy"]
+    return [
+        f"{what}, CPU s per 10 000 readings off → on: "
+        + ", ".join(
+            f"{name} {cpu_off.get(name, 0.0):.3f} → {cpu_on[name]:.3f}"
+            for name in names
+            if max(cpu_off.get(name, 0.0), cpu_on[name]) >= 0.005
+        )
+        + f"; machine busy {cpu_off.get('machine busy', 0.0):.3f} → "
+        f"{cpu_on.get('machine busy', 0.0):.3f}"
+    ]

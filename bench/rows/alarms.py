@@ -14,9 +14,17 @@ one `above` rule on `temperature` per device, alternating —
 - even devices: `above 30.0` (minor), never crossed: evaluated on every batch,
   never firing (the steady state of most rules: no state row, no write).
 
-Besides the runner's phases the row drains queued backlogs with the rules
-disabled and enabled in turn (ABBA, `--alarm-pairs`), so the cost of the rules
-is also measured at equal load, in the same processes, minutes apart.
+Besides the runner's phases the row measures the rules' cost at equal load, in the
+same processes, with the rules disabled and enabled in turn (ABBA, `--alarm-pairs`):
+
+- paired drains, after the prime: a queued backlog drained flat out, the publisher idle;
+- paired live steps, after the ladder: the publisher offers LIVE_OVER x the ladder's best
+  rate, more than the hub takes with the rules or without, so each step's consumed rate is
+  the hub's capacity while it also serves live load (the publisher and the broker on the
+  same two cores, frames to the sockets as they come).
+
+The sustained ladder alone cannot settle a 10 % difference between two rows: its rungs
+are 13-15 % apart (bench/options.py LADDER) and each row climbs from its own drain.
 """
 
 from __future__ import annotations
@@ -32,6 +40,9 @@ from bench.rows.runner import RowRunner
 ODD_THRESHOLD = 25.5
 ODD_CLEAR = 24.0
 EVEN_THRESHOLD = 30.0
+# The paired live steps offer this much of the ladder's best rate (with the rules): above
+# the rules-off capacity too, which the paired drains put within 10 % of it.
+LIVE_OVER = 1.4
 # Seeds the rules on the alarms row's template, whose devices are `{prefix}NNNN`.
 ALARM_RULES = """
 from django.contrib.auth import get_user_model
@@ -122,6 +133,29 @@ class AlarmsRunner(RowRunner):
             # The ladder's time budget starts after the paired drains, as for the other rows.
             self.started += time.monotonic() - began
 
+    async def ladder(self, base_rate: float) -> dict[str, Any] | None:
+        """Climb the ladder with the rules, then take paired live steps above its best."""
+        best = await super().ladder(base_rate)
+        row = self.row
+        assert isinstance(row, AlarmsRow)
+        if best is None or self.pairs < 1:
+            return best
+        rate = LIVE_OVER * best["consumed"]
+        steps: list[dict[str, Any]] = []
+        try:
+            for enabled in pair_order(self.pairs):
+                rules = await row.rules_enable(enabled)
+                self.say(
+                    f"paired live step at {rate:,.0f} msg/s with {rules} rules "
+                    f"{'enabled' if enabled else 'disabled'}"
+                )
+                step = await self.step(rate)
+                steps.append({**step, "rules_enabled": enabled})
+        finally:
+            await row.rules_enable(True)
+            self.result["paired_live"] = paired_live_summary(steps, rate)
+        return best
+
 
 def pair_order(pairs: int) -> list[bool]:
     """Return rules-enabled flags in ABBA order (off on, on off, …): drift hits both alike."""
@@ -155,5 +189,31 @@ def paired_summary(drains: list[dict[str, Any]]) -> dict[str, Any]:
         if cpus:
             summary[key] = {
                 name: statistics.mean(c.get(name, 0.0) for c in cpus) for name in cpus[0]
+            }
+    return summary
+
+
+def paired_live_summary(steps: list[dict[str, Any]], rate: float) -> dict[str, Any]:
+    """Return the live steps' consumed rates with the rules on and off, and their ratio.
+
+    A step whose backlog stayed flat took all it was offered: its rate is not the hub's
+    capacity, and the summary says so (`saturated` false).
+    """
+    on = [s["consumed"] for s in steps if s["rules_enabled"]]
+    off = [s["consumed"] for s in steps if not s["rules_enabled"]]
+    summary: dict[str, Any] = {
+        "asked": rate,
+        "offered": [s["offered"] for s in steps],
+        "on": on,
+        "off": off,
+        "saturated": bool(steps) and not any(s["flat"] for s in steps),
+    }
+    if on and off:
+        summary["ratio"] = statistics.mean(on) / statistics.mean(off)
+    for key, enabled in (("cpu_off", False), ("cpu_on", True)):
+        cpus = [s["cpu_s_per_10k_readings"] for s in steps if s["rules_enabled"] is enabled]
+        if cpus:
+            summary[key] = {
+                name: statistics.mean(c.get(name) or 0.0 for c in cpus) for name in cpus[0]
             }
     return summary

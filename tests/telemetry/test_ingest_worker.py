@@ -325,7 +325,7 @@ async def test_a_stopping_worker_keeps_the_batch_its_receive_has_taken(monkeypat
     worker = asyncio.create_task(ingest.ingest_run(stop))
     await layer.send(
         INGEST_CHANNEL,
-        {"type": INGEST_BATCH, "batch": "last", "readings": [["a-1", "t", now, 1]], "received": now},
+        {"type": INGEST_BATCH, "batch": "z", "readings": [["a-1", "t", now, 1]], "received": now},
     )
     await asyncio.wait_for(layer.popped.wait(), 5)
     stop.set()
