@@ -100,6 +100,8 @@ def test_paired_live_steps_compare_capacities_only_when_saturated() -> None:
             "consumed": consumed,
             "offered": 140.0,
             "flat": flat,
+            "window_s": 2.0,
+            "cpu_s": {"daphne": 1.0},
             "cpu_s_per_10k_readings": {"daphne": 0.1 if flag else 0.05, "gone": None},
         }
 
@@ -109,6 +111,11 @@ def test_paired_live_steps_compare_capacities_only_when_saturated() -> None:
     assert summary["saturated"]
     assert summary["cpu_off"] == {"daphne": pytest.approx(0.05), "gone": 0.0}
     assert summary["cpu_on"]["daphne"] == pytest.approx(0.1)
+    assert summary["steps"][0] == {
+        "rules_enabled": False,
+        "consumed": 100.0,
+        "cores": {"daphne": 0.5},
+    }
     # A step that kept up took what it was offered, not what it could take.
     steps[0] = step(False, 140.0, flat=True)
     assert not paired_live_summary(steps, 140.0)["saturated"]
@@ -116,6 +123,12 @@ def test_paired_live_steps_compare_capacities_only_when_saturated() -> None:
         {"options": {}, "rows": {"alarms": {"paired_live": paired_live_summary(steps, 140.0)}}}
     )
     assert any("NOT SATURATED" in line and "on/off = 0.72 —" in line for line in lines), lines
+    assert not any("disturbed" in line for line in lines), lines
+    steps[1]["cpu_s"] = {"other (not ours)": 0.6}
+    lines = alarms_notes(
+        {"options": {}, "rows": {"alarms": {"paired_live": paired_live_summary(steps, 140.0)}}}
+    )
+    assert any("paired live" in line and "disturbed" in line for line in lines), lines
 
 
 def temperatures(index: int) -> list[float]:

@@ -123,10 +123,16 @@ def alarms_notes(results: dict[str, Any]) -> list[str]:
             else "NOT SATURATED: a step took all it was offered, so the ratio is not of capacities"
         )
         met = live["ratio"] >= ALARMS_TARGET if live.get("saturated") else None
+        others = [step["cores"].get("other (not ours)", 0.0) for step in live.get("steps") or ()]
         lines.append(
             f"alarms paired live steps (publisher offering {live['asked']:,.0f} msg/s, rules "
             f"disabled/enabled in ABBA order): consumed off {off} / on {on} msg/s → on/off = "
             f"{live['ratio']:.2f} {verdict(met)}; {saturated}"
+            + (
+                " — * disturbed by other load: compare on a quiet machine"
+                if max(others, default=0.0) > DISTURBED_CORES
+                else ""
+            )
         )
     lines += _cpu_line("alarms paired live steps", live)
     latency = ((row.get("latency") or {}).get("latency") or {}).get("alarm")

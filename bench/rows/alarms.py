@@ -204,6 +204,16 @@ def paired_live_summary(steps: list[dict[str, Any]], rate: float) -> dict[str, A
     summary: dict[str, Any] = {
         "asked": rate,
         "offered": [s["offered"] for s in steps],
+        # Each step's cores by process, in order: a step that other load disturbed shows.
+        "steps": [
+            {
+                "rules_enabled": s["rules_enabled"],
+                "consumed": s["consumed"],
+                "cores": {name: cpu / s["window_s"] for name, cpu in s["cpu_s"].items()},
+            }
+            for s in steps
+            if s.get("window_s")
+        ],
         "on": on,
         "off": off,
         "saturated": bool(steps) and not any(s["flat"] for s in steps),
