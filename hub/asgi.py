@@ -1,7 +1,7 @@
 """The ASGI application: HTTP and the /ws/telemetry/ socket.
 
 The ingest worker is not a Channels consumer: `hub ingest` and `hub serve` run
-telemetry.ingest.ingest_run, which takes one batch at a time off its channel.
+telemetry.ingest.ingest_run, which takes batches off its channel (HUB_INGEST_BATCHES_AT_ONCE).
 """
 
 from __future__ import annotations
