@@ -41,8 +41,9 @@ logger = logging.getLogger(__name__)
 # (the bridge resends it; dedup makes that safe).
 DRAIN_DEADLINE_S = 8.0
 # How often a stopping worker sends a wake-up to its pending receive, in case another
-# worker took the one before.
+# worker took the one before, and for how long before it cancels the receive after all.
 WAKE_EVERY_S = 0.5
+WAKE_DEADLINE_S = 2.0
 # Wait between attempts to receive from a channel layer that is unreachable: doubling from
 # the first to the second; short, since the bridges' batches wait in Redis meanwhile.
 LAYER_RETRY_S = 1.0
@@ -287,12 +288,13 @@ async def _receive_wake(
     """Wake `receive` by sending it a no-op message; return whether it is done.
 
     Other workers on the channel may take a wake first, so one is sent every WAKE_EVERY_S
-    until `receive` ends, up to DRAIN_DEADLINE_S; then it is cancelled after all.
+    until `receive` ends, up to WAKE_DEADLINE_S; then it is cancelled after all.
     """
-    deadline = time.monotonic() + DRAIN_DEADLINE_S
+    deadline = time.monotonic() + WAKE_DEADLINE_S
     while not receive.done() and time.monotonic() < deadline:
-        with contextlib.suppress(Exception):  # the layer is down: nothing to lose then
-            await layer.send(channel, {"type": INGEST_WAKE})
+        # A layer that is down or does not answer: no batch is on its way either.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(layer.send(channel, {"type": INGEST_WAKE}), WAKE_EVERY_S)
         await asyncio.wait({receive}, timeout=WAKE_EVERY_S)
     if receive.done():
         return True

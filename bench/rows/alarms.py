@@ -180,17 +180,7 @@ def paired_summary(drains: list[dict[str, Any]]) -> dict[str, Any]:
     }
     if on and off:
         summary["ratio"] = statistics.mean(on) / statistics.mean(off)
-    # Mean CPU seconds per 10 000 readings of each process, rules off and on: where the
-    # rules' cost lands.
-    for key, enabled in (("cpu_off", False), ("cpu_on", True)):
-        cpus = [
-            d["cpu_per_10k"] for d in drains if d["rules_enabled"] is enabled and "cpu_per_10k" in d
-        ]
-        if cpus:
-            summary[key] = {
-                name: statistics.mean(c.get(name, 0.0) for c in cpus) for name in cpus[0]
-            }
-    return summary
+    return {**summary, **cpu_means(drains, "cpu_per_10k")}
 
 
 def paired_live_summary(steps: list[dict[str, Any]], rate: float) -> dict[str, Any]:
@@ -220,10 +210,17 @@ def paired_live_summary(steps: list[dict[str, Any]], rate: float) -> dict[str, A
     }
     if on and off:
         summary["ratio"] = statistics.mean(on) / statistics.mean(off)
+    return {**summary, **cpu_means(steps, "cpu_s_per_10k_readings")}
+
+
+def cpu_means(runs: list[dict[str, Any]], field: str) -> dict[str, dict[str, float]]:
+    """Return `cpu_off` and `cpu_on`: each process's mean CPU seconds per 10 000 readings
+    over the runs with the rules disabled and enabled (where the rules' cost lands)."""
+    means: dict[str, dict[str, float]] = {}
     for key, enabled in (("cpu_off", False), ("cpu_on", True)):
-        cpus = [s["cpu_s_per_10k_readings"] for s in steps if s["rules_enabled"] is enabled]
+        cpus = [run[field] for run in runs if run["rules_enabled"] is enabled and field in run]
         if cpus:
-            summary[key] = {
-                name: statistics.mean(c.get(name) or 0.0 for c in cpus) for name in cpus[0]
+            means[key] = {
+                name: statistics.mean(cpu.get(name) or 0.0 for cpu in cpus) for name in cpus[0]
             }
-    return summary
+    return means
