@@ -13,6 +13,7 @@ OWN_PROCESSES = {
 ALARMS_TARGET = 0.9
 # As report/table.py: cores of other load above which a window is marked disturbed.
 DISTURBED_CORES = 0.25
+DISTURBED = " — * disturbed by other load: compare on a quiet machine"
 PAHO_TARGET = 0.5
 # The widest ladder gap (lowest failing offer ÷ best holding offer) a compared rate may have.
 LADDER_RESOLUTION = 1.25
@@ -73,7 +74,7 @@ def disturbed(*steps: dict[str, Any] | None) -> str:
         if not step or not step.get("cpu_s") or not step.get("window_s"):
             continue
         if step["cpu_s"].get("other (not ours)", 0.0) / step["window_s"] > DISTURBED_CORES:
-            return " — * disturbed by other load: compare on a quiet machine"
+            return DISTURBED
     return ""
 
 
@@ -128,11 +129,7 @@ def alarms_notes(results: dict[str, Any]) -> list[str]:
             f"alarms paired live steps (publisher offering {live['asked']:,.0f} msg/s, rules "
             f"disabled/enabled in ABBA order): consumed off {off} / on {on} msg/s → on/off = "
             f"{live['ratio']:.2f} {verdict(met)}; {saturated}"
-            + (
-                " — * disturbed by other load: compare on a quiet machine"
-                if max(others, default=0.0) > DISTURBED_CORES
-                else ""
-            )
+            + (DISTURBED if max(others, default=0.0) > DISTURBED_CORES else "")
         )
     lines += _cpu_line("alarms paired live steps", live)
     latency = ((row.get("latency") or {}).get("latency") or {}).get("alarm")

@@ -49,18 +49,13 @@ def readings_insert(
     Readings of a metric the device already has are always taken; a metric it
     does not have yet is created only while the device has fewer than `max_metrics`.
     With a `turn` (telemetry/turns.py), the rows are written once the batches taken
-    before this one have written theirs; the turn ends when they are.
+    before this one have written theirs; the turn ends when they are. Only PostgreSQL
+    stores batches at once: elsewhere there are no turns (telemetry.ingest.batches_at_once).
     """
     if not rows:
         return Inserted()
     if connection.vendor == "postgresql":
         keys, refused = postgresql.readings_insert(connection, rows, units or {}, max_metrics, turn)
-        return Inserted(keys, refused)
-    if turn is not None:
-        turn.wait()
-    try:
+    else:
         keys, refused = portable.readings_insert(connection, rows, units or {}, max_metrics)
-    finally:
-        if turn is not None:
-            turn.end()
     return Inserted(keys, refused)
