@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -92,15 +93,19 @@ def _unnest_insert(
     *,
     extra: Sequence[int | None] | None = None,
     replace: dict[str, str] | None = None,
+    columns: Sequence[Sequence[Any]] | None = None,
 ) -> tuple[str, list[Any]]:
     """Return an INSERT … SELECT FROM unnest(…) of these rows, in their order, and its arrays.
 
     Arrays are of each column's base type (unnest gives each value its column's type
     on insert); `extra` is one more integer column, `u.extra`, that `replace`
-    (column -> SQL expression over `u.c0`, `u.c1`, …) may use.
+    (column -> SQL expression over `u.c0`, `u.c1`, …) may use. `columns`: the fields'
+    values as the database takes them, when the rows are not model instances.
     """
     types = [str(field.db_type(db)).split("(")[0] for field in fields]
-    params: list[Any] = [_column_text(rows, field, db) for field in fields]
+    if columns is None:
+        columns = [_column_values(rows, field, db) for field in fields]
+    params: list[Any] = [array_text(values) for values in columns]
     names = [f"c{index}" for index in range(len(fields))]
     arrays = [f"%s::{kind}[]" for kind in types]
     if extra is not None:
@@ -200,11 +205,21 @@ def _unnest_update(
     return sql, params
 
 
+class Event(NamedTuple):
+    """An alarm event to insert: its alarm (saved, or one of the same statement's new ones)."""
+
+    alarm: Alarm
+    kind: str
+    at: datetime
+    user_id: int | None
+    value: Any
+
+
 def changes_write(
     *,
     updated: Sequence[Alarm],
     created: Sequence[Alarm],
-    events: Sequence[AlarmEvent],
+    events: Sequence[Event],
     states: Sequence[RuleState] = (),
     idle: Sequence[int] = (),
 ) -> None:
@@ -223,7 +238,8 @@ def changes_write(
     if db.vendor != "postgresql" or clash:
         alarms_write(updated)
         rows_insert(Alarm, created)
-        rows_insert(AlarmEvent, events)  # prepared now: they see the new alarms' keys
+        # Made now: they see the new alarms' keys.
+        rows_insert(AlarmEvent, [AlarmEvent(**event._asdict()) for event in events])
         states_write(states, idle)
         return
     parts: list[str] = []
@@ -243,8 +259,10 @@ def changes_write(
         parts.append("created_keys AS (SELECT array_agg(id ORDER BY id) AS keys FROM created)")
     if events:
         fields = [field for field in AlarmEvent._meta.concrete_fields if not field.primary_key]
-        pointing = _to_new_alarms(events, fields, "u", place)
-        part("events", *_unnest_insert(AlarmEvent, fields, events, db, **pointing))
+        alarms = [event.alarm for event in events]
+        pointing = _to_new_alarms(alarms, fields.index(_EVENT_ALARM), "u", place)
+        columns = _event_columns(events, fields)
+        part("events", *_unnest_insert(AlarmEvent, fields, (), db, columns=columns, **pointing))
     if idle:
         part(
             "idle",
@@ -252,7 +270,10 @@ def changes_write(
             [int_array(idle)],
         )
     if states:
-        pointing = _to_new_alarms(states, _fields(RuleState, STATE_FIELDS), "v", place)
+        fields = _fields(RuleState, STATE_FIELDS)
+        cached = _STATE_ALARM.is_cached
+        loaded = [state.alarm if cached(state) else None for state in states]
+        pointing = _to_new_alarms(loaded, fields.index(_STATE_ALARM), "v", place)
         part("states", *_unnest_update(RuleState, states, STATE_FIELDS, db, **pointing))
     if not parts:
         return
@@ -264,30 +285,45 @@ def changes_write(
 
 
 def _to_new_alarms(
-    rows: Sequence[models.Model],
-    fields: Sequence[models.Field],  # type: ignore[type-arg]
-    alias: str,
-    place: dict[int, int],
+    alarms: Sequence[Alarm | None], index: int, alias: str, place: dict[int, int]
 ) -> dict[str, Any]:
     """Return the arguments that point the rows' `alarm` at a new alarm by its place, if any.
 
-    The key column becomes its own value or, when NULL, that new alarm's key (from the
-    statement's created_keys); `alias` is the unnest's in the rows' statement.
+    `alarms` are the rows' alarms (None: not loaded); `index` is the place of the rows'
+    alarm key among their statement's columns and `alias` that statement's unnest. The
+    key column becomes its own value or, when NULL, that new alarm's key (from the
+    statement's created_keys).
     """
     if not place:
         return {}
-    field = rows[0]._meta.get_field("alarm")
-    index = list(fields).index(field)  # type: ignore[arg-type]
     return {
-        "extra": [
-            place.get(id(row.alarm)) if field.is_cached(row) else None  # type: ignore[attr-defined, union-attr]
-            for row in rows
-        ],
+        "extra": [None if alarm is None else place.get(id(alarm)) for alarm in alarms],
         "replace": {
             "alarm_id": f"COALESCE({alias}.c{index}, "  # noqa: S608 - numbers, not values
             f"(SELECT keys FROM created_keys)[{alias}.extra])"
         },
     }
+
+
+_EVENT_ALARM = AlarmEvent._meta.get_field("alarm")
+_EVENT_VALUE = AlarmEvent._meta.get_field("value")
+_STATE_ALARM = RuleState._meta.get_field("alarm")
+
+
+def _event_columns(events: Sequence[Event], fields: Sequence[models.Field]) -> list[list[Any]]:  # type: ignore[type-arg]
+    """Return the events' values of these AlarmEvent fields, as the database takes them."""
+    encoder = _EVENT_VALUE.encoder
+    by_column: dict[str, list[Any]] = {
+        "alarm_id": [event.alarm.pk for event in events],
+        "kind": [event.kind for event in events],
+        "at": [event.at for event in events],
+        "user_id": [event.user_id for event in events],
+        "value": [
+            None if event.value is None else json.dumps(event.value, cls=encoder)
+            for event in events
+        ],
+    }
+    return [by_column[field.attname] for field in fields]
 
 
 def _keys_set(

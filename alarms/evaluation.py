@@ -15,22 +15,24 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
+from itertools import compress
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import JSONField
 
-from alarms.bulk import STATE_FIELDS, changes_write, column, rows_insert
+from alarms.bulk import STATE_FIELDS, Event, changes_write, column, rows_insert
 from alarms.conditions import CLEARED, RAISED, UPDATED, Track, Value, step
 from alarms.frames import AlarmChange, alarm_change
-from alarms.models import Alarm, AlarmEvent, Condition, RuleState
+from alarms.models import Alarm, Condition, RuleState
 from alarms.outbox import Notice, Webhooks, deliveries_enqueue
-from alarms.rulebook import Rule, rulebook
+from alarms.rulebook import Rule, Watch, rulebook
 from core.moments import ms_to_datetime
 from core.pgarrays import int_array
 
-# (device id, metric, ts in epoch ms): a row the batch inserted.
-ReadingKey = tuple[int, str, int]
+# The rows the batch inserted, as columns: device ids, metrics, ts in epoch ms, values.
+NewRows = tuple[Sequence[int], Sequence[str], Sequence[int], Sequence[Value]]
 # Some series' newest readings stored before this batch: {(device id, metric): the
 # batch's timestamps of it} -> {(device id, metric): epoch ms or None}, in one query.
 # Given by telemetry, whose tables these are.
@@ -77,7 +79,7 @@ class Changes:
         with them: one statement for all on PostgreSQL (alarms.bulk.changes_write).
         """
         events = [
-            AlarmEvent(alarm=alarm, kind=kind, at=at, user_id=user_id, value=value)
+            Event(alarm, kind, at, user_id, value)
             for alarm, _, kind, at, value, user_id in self.events
         ]
         changes_write(
@@ -120,51 +122,45 @@ def _snapshot(alarm: Alarm) -> Alarm:
 
 def rules_evaluate(
     *,
-    keys: Sequence[ReadingKey],
-    values: Mapping[ReadingKey, Value],
+    rows: NewRows,
     devices: Mapping[str, tuple[int, int]],
     received_at: datetime,
     newest: NewestStored,
 ) -> list[AlarmChange]:
     """Evaluate the enabled rules on the batch's new rows; run inside the batch's transaction.
 
-    `keys` are the (device id, metric, ts) of the rows the batch inserted, `values`
-    their values. `devices` maps uid to (device id, owner id) for the batch's devices;
-    `newest` tells the newest reading of a series stored before this batch (see
-    NewestStored). The rules come first, so a batch that no rule watches costs one
-    query (the revisions) and a dictionary lookup per reading. A (rule, device) that
-    is idle — condition not met, nothing pending, no alarm — has no state row and
-    costs no write: only a reading that meets the condition (or a no_data rule's
+    `rows` are the columns of the rows the batch inserted. `devices` maps uid to
+    (device id, owner id) for the batch's devices; `newest` tells the newest reading
+    of a series stored before this batch (see NewestStored). The rules come first, so
+    a batch that no rule watches costs one query (the revisions). A (rule, device)
+    that is idle — condition not met, nothing pending, no alarm — has no state row
+    and costs no write: only a reading that meets the condition (or a no_data rule's
     heartbeat, at most once per NO_DATA_RESOLUTION_S) creates and writes its state.
     """
-    if not keys:
+    ids, metric_of, ts_of, value_of = rows
+    if not ids:
         return []
     book = rulebook()
     watches = book.rules({owner_id for _, owner_id in devices.values()})
     if not watches:
         return []
     owner_of = {device_id: owner_id for device_id, owner_id in devices.values()}
-    # Most of a batch's readings are of metrics no rule watches: one set lookup each.
+    # Most of a batch's readings are of metrics no rule watches: the filter runs in C.
     metrics = {metric for watched in watches.values() for metric in watched}
     series: dict[tuple[int, str], list[tuple[int, Value]]] = {}
-    for reading in keys:
-        if reading[1] not in metrics:
-            continue
-        device_id, metric, ts = reading
-        watched = watches.get(owner_of[device_id])
-        if watched is not None and metric in watched:
-            series.setdefault((device_id, metric), []).append((ts, values[reading]))
-    pairs: dict[tuple[int, int], Rule] = {}
-    for device_id, metric in series:
-        watch = watches[owner_of[device_id]][metric]
-        for rule in watch.every_device:
-            pairs[(rule.id, device_id)] = rule
-        for rule in watch.by_device.get(device_id, ()):
-            pairs[(rule.id, device_id)] = rule
+    for device_id, metric, ts, value in compress(
+        zip(ids, metric_of, ts_of, value_of, strict=True), map(metrics.__contains__, metric_of)
+    ):
+        points = series.get((device_id, metric))
+        if points is None:
+            series[(device_id, metric)] = [(ts, value)]
+        else:
+            points.append((ts, value))
+    pairs, create = _pairs_met(watches, owner_of, series)
     if not pairs:
         return []
     uid_of = {device_id: uid for uid, (device_id, _) in devices.items()}
-    lock, create = _pairs_to_lock(pairs, series, received_at)
+    lock = _pairs_to_lock(pairs, create, received_at)
     if not lock:
         return []
     changes = Changes(webhooks=book.webhooks)
@@ -214,46 +210,72 @@ def _new_series(
     return wanted
 
 
+def _pairs_met(
+    watches: Mapping[int, Mapping[str, Watch]],
+    owner_of: Mapping[int, int],
+    series: Mapping[tuple[int, str], list[tuple[int, Value]]],
+) -> tuple[dict[tuple[int, int], Rule], set[tuple[int, int]]]:
+    """Return the (rule, device) pairs the series concern, and the value rules' pairs they meet.
+
+    A pair's state is created (if it has none) when one of its readings meets the
+    condition: only those pairs cost a write when idle.
+    """
+    pairs: dict[tuple[int, int], Rule] = {}
+    met: set[tuple[int, int]] = set()
+    for (device_id, metric), points in series.items():
+        # None: a metric that only another owner's rules watch.
+        watch = watches.get(owner_of[device_id], _NO_WATCH).get(metric)
+        if watch is None:
+            continue
+        rules = watch.by_device.get(device_id)
+        if rules is None:
+            rules = watch.every_device
+        elif watch.every_device:
+            rules = watch.every_device + rules
+        for rule in rules:
+            key = (rule.id, device_id)
+            pairs[key] = rule
+            if rule.condition != Condition.NO_DATA and key not in met:
+                meets = rule.meets
+                for _, value in points:
+                    if meets(value):
+                        met.add(key)
+                        break
+    return pairs, met
+
+
+_NO_WATCH: Mapping[str, Watch] = {}
+
+
 def _pairs_to_lock(
     pairs: Mapping[tuple[int, int], Rule],
-    series: Mapping[tuple[int, str], list[tuple[int, Value]]],
+    met: set[tuple[int, int]],
     received_at: datetime,
-) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
-    """Return the pairs whose state to lock if it exists, and those among them to give one.
+) -> set[tuple[int, int]]:
+    """Return the pairs whose state to lock if it exists; add to `met` those to give one.
 
     Every value rule's pair is locked if it has a state (pending, holding or active),
-    which that query finds; a pair whose readings meet the condition gets one first.
-    no_data pairs cost one plain read: their heartbeat is written only when stale.
+    which that query finds; a pair whose readings meet the condition (`met`) gets one
+    first. no_data pairs cost one plain read: their heartbeat is written only when stale.
     """
-    lock: set[tuple[int, int]] = set()
-    create: set[tuple[int, int]] = set()
     silent = {key for key, rule in pairs.items() if rule.condition == Condition.NO_DATA}
-    heard = (
-        {
-            (rule_id, device_id): (last_arrival, alarm_id)
-            for rule_id, device_id, last_arrival, alarm_id in RuleState.objects.filter(
-                rule_id__in={rule_id for rule_id, _ in silent},
-                device_id__in={device_id for _, device_id in silent},
-            ).values_list("rule_id", "device_id", "last_arrival", "alarm_id")
-        }
-        if silent
-        else {}
-    )
+    if not silent:
+        return set(pairs)
+    lock = pairs.keys() - silent
+    heard = {
+        (rule_id, device_id): (last_arrival, alarm_id)
+        for rule_id, device_id, last_arrival, alarm_id in RuleState.objects.filter(
+            rule_id__in={rule_id for rule_id, _ in silent},
+            device_id__in={device_id for _, device_id in silent},
+        ).values_list("rule_id", "device_id", "last_arrival", "alarm_id")
+    }
     fresh = received_at - timedelta(seconds=NO_DATA_RESOLUTION_S)
-    for key, rule in pairs.items():
-        if key in silent:
-            found = heard.get(key)
-            if found is None or found[1] is not None or found[0] is None or found[0] <= fresh:
-                create.add(key)
-                lock.add(key)
-            continue
-        lock.add(key)
-        meets = rule.meets
-        for _, value in series[(key[1], rule.metric)]:
-            if meets(value):
-                create.add(key)
-                break
-    return lock, create
+    for key in silent:
+        found = heard.get(key)
+        if found is None or found[1] is not None or found[0] is None or found[0] <= fresh:
+            met.add(key)
+            lock.add(key)
+    return lock
 
 
 def _states_locked(
@@ -301,7 +323,7 @@ def _states_locked_postgresql(
     insert waited for it, then did nothing): those few are locked by a second statement.
     """
     db = connections[DEFAULT_DB_ALIAS]  # not the proxy: one context-local lookup, not one a row
-    pairs = sorted(lock)
+    pairs = list(lock)  # in any order: the statement locks in (rule, device) order
     params = [
         int_array(rule_id for rule_id, _ in pairs),
         int_array(device_id for _, device_id in pairs),
@@ -339,22 +361,30 @@ def _states_locked_postgresql(
 def _states_read(rows: list[tuple[Any, ...]], db: Any) -> dict[tuple[int, int], RuleState]:
     """Return the states (each with its alarm) of rows of the lock's columns."""
     states: dict[tuple[int, int], RuleState] = {}
-    state_names = [field.attname for field in RuleState._meta.concrete_fields]
-    alarm_fields = Alarm._meta.concrete_fields
-    alarm_names = [field.attname for field in alarm_fields]
+    state_names, alarm_names, json_fields = _READ
     split = len(state_names)
+    state_from_db, alarm_from_db, alias = RuleState.from_db, Alarm.from_db, db.alias
     for row in rows:
-        state = RuleState.from_db(db.alias, state_names, row[:split])
+        state = state_from_db(alias, state_names, row[:split])
         if state.alarm_id is not None:
-            values = [
-                field.from_db_value(value, None, db)  # type: ignore[arg-type]
-                if isinstance(field, JSONField)
-                else value
-                for field, value in zip(alarm_fields, row[split:], strict=True)
-            ]
-            state.alarm = Alarm.from_db(db.alias, alarm_names, values)
+            values = list(row[split:])
+            for index, field in json_fields:
+                values[index] = field.from_db_value(values[index], None, db)  # type: ignore[arg-type]
+            state.alarm = alarm_from_db(alias, alarm_names, values)
         states[(state.rule_id, state.device_id)] = state
     return states
+
+
+# The lock's columns: the state's, then its alarm's, and where among those the alarm's JSON is.
+_READ = (
+    [field.attname for field in RuleState._meta.concrete_fields],
+    [field.attname for field in Alarm._meta.concrete_fields],
+    [
+        (index, field)
+        for index, field in enumerate(Alarm._meta.concrete_fields)
+        if isinstance(field, JSONField)
+    ],
+)
 
 
 def _lock_states_sql(*, creating: bool) -> str:
@@ -408,14 +438,15 @@ def _lock_states_sql(*, creating: bool) -> str:
     )
 
 
-def _state_defaults() -> list[Any]:
+@cache
+def _state_defaults() -> tuple[Any, ...]:
     """The column values of a new state but its rule and device, as the database takes them."""
     blank = RuleState()
-    return [
+    return tuple(
         field.get_db_prep_save(getattr(blank, field.attname), connection)
         for field in RuleState._meta.concrete_fields
         if not field.primary_key and field.name not in ("rule", "device")
-    ]
+    )
 
 
 _LOCK_STATES = _lock_states_sql(creating=False)

@@ -9,8 +9,9 @@ the result as a text parameter and cast it in the SQL (`%s::bigint[]`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Any
 
 
 def int_array(values: Iterable[int]) -> str:
@@ -29,7 +30,8 @@ def array_text(values: Iterable[object]) -> str:
 
     Strings are taken as the element's text: JSON goes as its text, cast `::jsonb[]`.
     """
-    return "{" + ",".join([_element(value) for value in values]) + "}"
+    formats = _FORMATS
+    return "{" + ",".join([(formats.get(type(value)) or _element)(value) for value in values]) + "}"
 
 
 def _quoted(value: str) -> str:
@@ -58,3 +60,20 @@ def _element(value: object) -> str:
             raise ValueError(f"a naive datetime has no place in a timestamptz array: {value!r}")
         return '"' + value.isoformat() + '"'
     raise TypeError(f"no array text form for {type(value).__name__}")
+
+
+def _float(value: float) -> str:
+    if not math.isfinite(value):
+        return _element(value)
+    return repr(value)
+
+
+# The usual elements' exact types, each straight to its text; the rest (subclasses such as
+# a model's TextChoices, and errors) go through _element.
+_FORMATS: dict[type, Callable[[Any], str]] = {
+    type(None): lambda _: "NULL",
+    bool: lambda value: "t" if value else "f",
+    int: str,
+    str: _quoted,
+    float: _float,
+}

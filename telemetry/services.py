@@ -95,8 +95,7 @@ def readings_store_batch(
         )
         # In this transaction, on exactly the new rows: a redelivered batch changes nothing.
         result.alarms = rules_evaluate(
-            keys=inserted.keys,
-            values=pending,
+            rows=_new_columns(known, inserted.keys, pending),
             devices=devices,
             received_at=received_at,
             newest=readings_newest_before,
@@ -119,6 +118,23 @@ def readings_store_batch(
         by_device = result.new_by_owner.setdefault(owners[device_id], {})
         by_device.setdefault(uid_of[device_id], []).append((ts, metric, pending[key]))
     return result
+
+
+def _new_columns(
+    known: tuple[list[int], list[str], list[int], list[WireValue]],
+    new: Sequence[tuple[int, str, int]],
+    pending: Mapping[tuple[int, str, int], WireValue],
+) -> tuple[Sequence[int], Sequence[str], Sequence[int], Sequence[WireValue]]:
+    """Return the columns of the rows the batch inserted.
+
+    Usually every reading was new and none repeated: then they are the known columns.
+    """
+    if len(new) == len(known[0]):
+        return known
+    if not new:
+        return [], [], [], []
+    ids, metrics, ts = zip(*new, strict=True)
+    return ids, metrics, ts, [pending[key] for key in new]
 
 
 def _known_columns(
