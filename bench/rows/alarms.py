@@ -81,6 +81,11 @@ class AlarmsRow(HubRow):
     )
     memory_watch = ("bridge", "ingest")
 
+    def profile_targets(self) -> dict[str, int]:
+        """Return the bridge, the ingest worker and Daphne, which sends every `alarm` frame."""
+        assert self.daphne is not None
+        return {**super().profile_targets(), "daphne": self.daphne.ps.pid}
+
     async def rules_enable(self, enabled: bool) -> int:
         """Enable or disable every rule (evaluation reads them per batch); return how many."""
         assert self.conn is not None
