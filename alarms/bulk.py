@@ -75,7 +75,7 @@ def rows_insert(
         model._default_manager.bulk_create(rows, ignore_conflicts=ignore_conflicts)
         return
     fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    sql, params = _unnest_insert(model, fields, rows, db)
+    sql, params = _unnest_insert(model, fields, _model_columns(rows, fields, db), db)
     with db.cursor() as cursor:
         if ignore_conflicts:
             cursor.execute(sql + " ON CONFLICT DO NOTHING", params)
@@ -88,23 +88,20 @@ def rows_insert(
 def _unnest_insert(
     model: type[models.Model],
     fields: Sequence[models.Field],  # type: ignore[type-arg]
-    rows: Sequence[models.Model],
+    columns: Sequence[Sequence[Any]],
     db: BaseDatabaseWrapper,
     *,
     extra: Sequence[int | None] | None = None,
     replace: dict[str, str] | None = None,
-    columns: Sequence[Sequence[Any]] | None = None,
 ) -> tuple[str, list[Any]]:
-    """Return an INSERT … SELECT FROM unnest(…) of these rows, in their order, and its arrays.
+    """Return an INSERT … SELECT FROM unnest(…) of rows, in their order, and its arrays.
 
-    Arrays are of each column's base type (unnest gives each value its column's type
-    on insert); `extra` is one more integer column, `u.extra`, that `replace`
-    (column -> SQL expression over `u.c0`, `u.c1`, …) may use. `columns`: the fields'
-    values as the database takes them, when the rows are not model instances.
+    `columns` are the rows' values of the fields, as the database takes them (for model
+    instances, _model_columns). Arrays are of each column's base type (unnest gives each
+    value its column's type on insert); `extra` is one more integer column, `u.extra`,
+    that `replace` (column -> SQL expression over `u.c0`, `u.c1`, …) may use.
     """
     types = [str(field.db_type(db)).split("(")[0] for field in fields]
-    if columns is None:
-        columns = [_column_values(rows, field, db) for field in fields]
     params: list[Any] = [array_text(values) for values in columns]
     names = [f"c{index}" for index in range(len(fields))]
     arrays = [f"%s::{kind}[]" for kind in types]
@@ -254,7 +251,7 @@ def changes_write(
         part("updated", *_unnest_update(Alarm, updated, ALARM_FIELDS, db))
     if created:
         fields = [field for field in Alarm._meta.concrete_fields if not field.primary_key]
-        sql, values = _unnest_insert(Alarm, fields, created, db)
+        sql, values = _unnest_insert(Alarm, fields, _model_columns(created, fields, db), db)
         part("created", f"{sql} RETURNING id", values)
         parts.append("created_keys AS (SELECT array_agg(id ORDER BY id) AS keys FROM created)")
     if events:
@@ -262,7 +259,7 @@ def changes_write(
         alarms = [event.alarm for event in events]
         pointing = _to_new_alarms(alarms, fields.index(_EVENT_ALARM), "u", place)
         columns = _event_columns(events, fields)
-        part("events", *_unnest_insert(AlarmEvent, fields, (), db, columns=columns, **pointing))
+        part("events", *_unnest_insert(AlarmEvent, fields, columns, db, **pointing))
     if idle:
         part(
             "idle",
@@ -387,6 +384,15 @@ def _column_values(
     if type(field) in _PLAIN and db.vendor == "postgresql":
         return list(map(read, rows))
     return [field.get_db_prep_save(read(row), db) for row in rows]
+
+
+def _model_columns(
+    rows: Sequence[models.Model],
+    fields: Sequence[models.Field],  # type: ignore[type-arg]
+    db: BaseDatabaseWrapper,
+) -> list[list[Any]]:
+    """Return the rows' values of each field, as the database takes them; JSON as its text."""
+    return [_column_values(rows, field, db) for field in fields]
 
 
 def _column_text(

@@ -156,11 +156,11 @@ def rules_evaluate(
             series[(device_id, metric)] = [(ts, value)]
         else:
             points.append((ts, value))
-    pairs, create = _pairs_met(watches, owner_of, series)
+    pairs, met = _pairs_met(watches, owner_of, series)
     if not pairs:
         return []
     uid_of = {device_id: uid for uid, (device_id, _) in devices.items()}
-    lock = _pairs_to_lock(pairs, create, received_at)
+    lock, create = _pairs_to_lock(pairs, met, received_at)
     if not lock:
         return []
     changes = Changes(webhooks=book.webhooks)
@@ -210,6 +210,9 @@ def _new_series(
     return wanted
 
 
+_NO_WATCH: Mapping[str, Watch] = {}
+
+
 def _pairs_met(
     watches: Mapping[int, Mapping[str, Watch]],
     owner_of: Mapping[int, int],
@@ -244,15 +247,12 @@ def _pairs_met(
     return pairs, met
 
 
-_NO_WATCH: Mapping[str, Watch] = {}
-
-
 def _pairs_to_lock(
     pairs: Mapping[tuple[int, int], Rule],
     met: set[tuple[int, int]],
     received_at: datetime,
-) -> set[tuple[int, int]]:
-    """Return the pairs whose state to lock if it exists; add to `met` those to give one.
+) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
+    """Return the pairs whose state to lock if it exists, and those among them to give one.
 
     Every value rule's pair is locked if it has a state (pending, holding or active),
     which that query finds; a pair whose readings meet the condition (`met`) gets one
@@ -260,8 +260,7 @@ def _pairs_to_lock(
     """
     silent = {key for key, rule in pairs.items() if rule.condition == Condition.NO_DATA}
     if not silent:
-        return set(pairs)
-    lock = pairs.keys() - silent
+        return set(pairs), met
     heard = {
         (rule_id, device_id): (last_arrival, alarm_id)
         for rule_id, device_id, last_arrival, alarm_id in RuleState.objects.filter(
@@ -270,12 +269,15 @@ def _pairs_to_lock(
         ).values_list("rule_id", "device_id", "last_arrival", "alarm_id")
     }
     fresh = received_at - timedelta(seconds=NO_DATA_RESOLUTION_S)
-    for key in silent:
-        found = heard.get(key)
-        if found is None or found[1] is not None or found[0] is None or found[0] <= fresh:
-            met.add(key)
-            lock.add(key)
-    return lock
+    stale = {
+        key
+        for key in silent
+        if (found := heard.get(key)) is None
+        or found[1] is not None
+        or found[0] is None
+        or found[0] <= fresh
+    }
+    return (pairs.keys() - silent) | stale, met | stale
 
 
 def _states_locked(
