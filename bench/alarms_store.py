@@ -8,9 +8,10 @@ its transaction) runs in this process on a fresh PostgreSQL database (or a
 SQLite file with --sqlite), fed batches like the bench's publisher sends: three
 metrics per message, messages spread over the devices, device time increasing.
 Rounds alternate between the rules enabled (one `above` rule on temperature per
-device, never crossed: the steady state, every (rule, device) state read, locked
-and written per batch) and disabled (the hub without rules), so drift in the
-machine's load hits both alike. Prints readings per second of each and the ratio.
+device, never crossed: the steady state, each batch's (rule, device) pairs looked
+for in the states' lock, none found, nothing written) and disabled (the hub without
+rules), so drift in the machine's load hits both alike. Prints readings per second
+of each and the ratio.
 
 `--shape row` takes the alarms row's rules and values instead (bench/rows/alarms.py:
 odd devices' rules raise, update and clear once per cycle of the publisher's
