@@ -78,8 +78,14 @@ class Alarm(models.Model):
         CLEARED = "cleared"
 
     rule = models.ForeignKey(AlarmRule, on_delete=models.CASCADE, related_name="alarms")
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="alarms")
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # No index of their own: alarms_device_state and alarms_owner_started begin with them
+    # (every index is written on each raise and clear, in the ingest's transaction).
+    device = models.ForeignKey(
+        Device, on_delete=models.CASCADE, related_name="alarms", db_index=False
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     # Copied from the rule when raised: an alarm tells what it was raised as.
     name = models.CharField(max_length=128)
     metric = models.CharField(max_length=128)
@@ -95,6 +101,7 @@ class Alarm(models.Model):
         null=True,
         blank=True,
         related_name="+",
+        db_index=False,  # alarms_acknowledged_by: the few that are set
     )
     # The reading that raised it (or brought the condition back while active); NULL for no_data.
     value = models.JSONField(null=True, blank=True)
@@ -115,6 +122,11 @@ class Alarm(models.Model):
         indexes = [
             models.Index(fields=["owner", "-started", "-id"], name="alarms_owner_started"),
             models.Index(fields=["device", "state"], name="alarms_device_state"),
+            models.Index(
+                fields=["acknowledged_by"],
+                condition=Q(acknowledged_by__isnull=False),
+                name="alarms_acknowledged_by",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -124,7 +136,10 @@ class Alarm(models.Model):
 class RuleState(models.Model):
     """What evaluation remembers per (rule, device), in the database so no crash loses it."""
 
-    rule = models.ForeignKey(AlarmRule, on_delete=models.CASCADE, related_name="states")
+    # No index of its own: alarms_state_rule_device begins with it.
+    rule = models.ForeignKey(
+        AlarmRule, on_delete=models.CASCADE, related_name="states", db_index=False
+    )
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="+")
     # Device time (epoch ms) of the newest reading evaluated; older ones change nothing.
     last_ts = models.BigIntegerField(null=True, blank=True)
@@ -133,7 +148,12 @@ class RuleState(models.Model):
     # Whether the newest evaluated reading met the condition (an update needs it to return).
     holding = models.BooleanField(default=False)
     alarm = models.ForeignKey(
-        Alarm, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        Alarm,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # alarms_state_alarm: only the states that have one
     )
     # no_data: when (hub clock) the metric was last heard, and when it is silent too long.
     last_arrival = models.DateTimeField(null=True, blank=True)
@@ -143,7 +163,12 @@ class RuleState(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["rule", "device"], name="alarms_state_rule_device")
         ]
-        indexes = [models.Index(fields=["silent_at"], name="alarms_state_silent_at")]
+        indexes = [
+            models.Index(fields=["silent_at"], name="alarms_state_silent_at"),
+            models.Index(
+                fields=["alarm"], condition=Q(alarm__isnull=False), name="alarms_state_alarm"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"rule {self.rule_id} device {self.device_id}"
@@ -163,12 +188,20 @@ class AlarmEvent(models.Model):
     at = models.DateTimeField()
     # NULL: the rule (or the sweep) made the change.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # alarms_event_user: the users' changes, not the rules'
     )
     value = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            models.Index(fields=["user"], condition=Q(user__isnull=False), name="alarms_event_user")
+        ]
 
     def __str__(self) -> str:
         return f"{self.alarm_id} {self.kind}"
