@@ -132,6 +132,13 @@ def parse_args(argv: list[str] | None = None, *, description: str = "") -> argpa
         help="alarms row: devices, one enabled rule each (see bench/README.md)",
     )
     group.add_argument(
+        "--alarm-rules",
+        choices=("storm", "quiet"),
+        default="storm",
+        help="alarms row: odd devices' rules fire once per 64 messages (storm, the issue's "
+        "measure) or never, like the even devices' (quiet)",
+    )
+    group.add_argument(
         "--alarm-pairs",
         type=int,
         help="alarms row: drains with the rules off then on, ABBA order (full 2, quick 1)",

@@ -190,7 +190,7 @@ def alarms_seed(
         HUB_VAR_DIR=str(workdir / "alarms-seed-var"),
     )
     token = database_seed(env, args.alarm_devices, context.uid_prefix)
-    out = hub_command(env, "shell", "-c", rules_script(), timeout=600)
+    out = hub_command(env, "shell", "-c", rules_script(args.alarm_rules), timeout=600)
     rules = next((line for line in out.splitlines() if line.startswith("RULES ")), "RULES 0")
     if int(rules.split()[1]) != args.alarm_devices:
         raise RuntimeError(f"the alarms template has {rules} enabled, not {args.alarm_devices}")

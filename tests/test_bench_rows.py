@@ -147,6 +147,10 @@ def test_odd_devices_raise_and_clear_each_cycle_even_devices_never_fire() -> Non
     script = rules_script()
     assert f"{ODD_THRESHOLD} if odd else {EVEN_THRESHOLD}" in script
     compile(script, "<rules>", "exec")
+    quiet = rules_script("quiet")
+    assert f"threshold={EVEN_THRESHOLD} if odd else {EVEN_THRESHOLD}" in quiet
+    assert "clear=None if odd else None" in quiet
+    compile(quiet, "<rules>", "exec")
 
 
 def test_flow_runs_the_hubs_statement_on_a_persistent_qos1_session(tmp_path: Path) -> None:
