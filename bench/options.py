@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from bench.rows.alarms import RULE_SETS
 from bench.rows.driver import Plan
 from bench.rows.scenarios import SCENARIOS, add_arguments, apply_defaults
 from bench.support.services import ROOT
@@ -133,7 +134,7 @@ def parse_args(argv: list[str] | None = None, *, description: str = "") -> argpa
     )
     group.add_argument(
         "--alarm-rules",
-        choices=("storm", "quiet"),
+        choices=tuple(RULE_SETS),
         default="storm",
         help="alarms row: odd devices' rules fire once per 64 messages (storm, the issue's "
         "measure) or never, like the even devices' (quiet)",

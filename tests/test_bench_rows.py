@@ -25,11 +25,12 @@ from bench.load.nodered import STAGING_SOURCE, TOPIC, batch_sql, flow, settings_
 from bench.load.publisher import VARIANTS, DeviceLink, now_ms, value_tables
 from bench.options import LADDER_ROWS, parse_args, plan_for
 from bench.report.httpingest import http_text, hub_readings_per_s
-from bench.report.peers import alarms_notes, nodered_notes
+from bench.report.peers import RULES_SHAPE, alarms_notes, nodered_notes
 from bench.rows.alarms import (
     EVEN_THRESHOLD,
     ODD_CLEAR,
     ODD_THRESHOLD,
+    RULE_SETS,
     pair_order,
     paired_live_summary,
     paired_summary,
@@ -147,6 +148,7 @@ def test_odd_devices_raise_and_clear_each_cycle_even_devices_never_fire() -> Non
     script = rules_script()
     assert f"{ODD_THRESHOLD} if odd else {EVEN_THRESHOLD}" in script
     compile(script, "<rules>", "exec")
+    assert RULES_SHAPE.keys() == RULE_SETS.keys()  # the report describes every rule set
     quiet = rules_script("quiet")
     assert f"threshold={EVEN_THRESHOLD} if odd else {EVEN_THRESHOLD}" in quiet
     assert "clear=None if odd else None" in quiet
