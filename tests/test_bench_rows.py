@@ -31,6 +31,7 @@ from bench.rows.alarms import (
     ODD_CLEAR,
     ODD_THRESHOLD,
     RULE_SETS,
+    live_rate,
     pair_order,
     paired_live_summary,
     paired_summary,
@@ -92,6 +93,15 @@ def test_paired_drains_alternate_abba() -> None:
     # Each process's CPU per 10 000 readings, averaged over the drains of each kind.
     assert summary["cpu_off"] == {"ingest": pytest.approx(0.2)}
     assert summary["cpu_on"] == {"ingest": pytest.approx(0.3)}
+
+
+def test_paired_live_steps_offer_more_than_the_fastest_drain_without_rules() -> None:
+    # A ladder held low by a noisy window: the drains tell the capacity is higher.
+    assert live_rate(3_500.0, [6_100.0, 5_300.0]) == 6_100.0
+    # A ladder near the capacity: 1.4 x its best is above every drain.
+    assert live_rate(5_000.0, [6_100.0]) == pytest.approx(7_000.0)
+    # No paired drains (--alarm-pairs 0 skips them, a --quick run may have none).
+    assert live_rate(5_000.0, []) == pytest.approx(7_000.0)
 
 
 def test_paired_live_steps_compare_capacities_only_when_saturated() -> None:

@@ -22,9 +22,10 @@ same processes, with the rules disabled and enabled in turn (ABBA, `--alarm-pair
 
 - paired drains, after the prime: a queued backlog drained flat out, the publisher idle;
 - paired live steps, after the ladder: the publisher offers LIVE_OVER x the ladder's best
-  rate, more than the hub takes with the rules or without, so each step's consumed rate is
-  the hub's capacity while it also serves live load (the publisher and the broker on the
-  same two cores, frames to the sockets as they come).
+  rate, and at least the fastest paired drain (live_rate), more than the hub takes with
+  the rules or without, so each step's consumed rate is the hub's capacity while it also
+  serves live load (the publisher and the broker on the same two cores, frames to the
+  sockets as they come).
 
 The sustained ladder alone cannot settle a 10 % difference between two rows: its rungs
 are 13-15 % apart (bench/options.py LADDER) and each row climbs from its own drain.
@@ -153,7 +154,7 @@ class AlarmsRunner(RowRunner):
         assert isinstance(row, AlarmsRow)
         if best is None or self.pairs < 1:
             return best
-        rate = LIVE_OVER * best["consumed"]
+        rate = live_rate(best["consumed"], self.result.get("paired", {}).get("off", []))
         steps: list[dict[str, Any]] = []
         try:
             for enabled in pair_order(self.pairs):
@@ -168,6 +169,17 @@ class AlarmsRunner(RowRunner):
             await row.rules_enable(True)
             self.result["paired_live"] = paired_live_summary(steps, rate)
         return best
+
+
+def live_rate(ladder_best: float, drains_off: list[float]) -> float:
+    """Return the paired live steps' offered rate: above the hub's capacity with and without rules.
+
+    LIVE_OVER x the ladder's best, and no less than the fastest drain with the rules off:
+    a drain has the two cores without the publisher, so live load takes no more than
+    that. A ladder that a noisy window held low would otherwise offer a rate the hub
+    takes whole, and the steps would compare offers, not capacities.
+    """
+    return max(LIVE_OVER * ladder_best, max(drains_off, default=0.0))
 
 
 def pair_order(pairs: int) -> list[bool]:
