@@ -354,6 +354,9 @@ HUB = {
     "BATCH_MAX_DELAY_MS": env_number("HUB_BATCH_MAX_DELAY_MS", 50, int, minimum=1),
     # Batches a bridge has sent and not yet seen stored; the next one grows meanwhile.
     "BATCHES_IN_FLIGHT": env_number("HUB_BATCHES_IN_FLIGHT", 4, int, minimum=1),
+    # Python's collector in the hub's long-running processes (hub/heap.py): a young
+    # pass after this many container objects are made and not freed (Python's own 700).
+    "GC_YOUNG_THRESHOLD": env_number("HUB_GC_YOUNG_THRESHOLD", 50_000, int, minimum=1),
     # Batches one ingest worker stores at once, each in its own transaction on its own
     # connection (PostgreSQL; SQLite stores one at a time): one writes its readings while
     # the next stages its own, and they write in the order the worker took them.

@@ -30,6 +30,7 @@ def run_hub(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         ({"DEBUG": "perhaps"}, "DEBUG"),
         ({"HUB_BATCH_MAX_READINGS": "lots"}, "HUB_BATCH_MAX_READINGS"),
         ({"HUB_MAX_READINGS": "0"}, "HUB_MAX_READINGS"),
+        ({"HUB_GC_YOUNG_THRESHOLD": "0"}, "HUB_GC_YOUNG_THRESHOLD"),
         ({"REDIS_URL": "redis://127.0.0.1:6379/0"}, "SECRET_KEY"),
     ],
 )
