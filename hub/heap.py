@@ -14,7 +14,7 @@ def heap_settle(*, urls: bool = True) -> None:
     classes, the URLconf and every view and serializer it imports). Left in the
     collected generations, every full pass walks all of them: pauses of 50-70 ms
     in the middle of requests (the bench's history row). Frozen, they are never
-    scanned again; objects made later are collected as before.
+    scanned again; only objects made later are collected.
 
     The young generation: with Python's threshold (700 new containers) the ingest
     worker ran ~15 young passes per 3 200-reading batch, each walking the batch's

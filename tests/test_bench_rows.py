@@ -95,7 +95,7 @@ def test_paired_drains_alternate_abba() -> None:
     assert summary["cpu_on"] == {"ingest": pytest.approx(0.3)}
 
 
-def test_paired_live_steps_offer_more_than_the_fastest_drain_without_rules() -> None:
+def test_paired_live_steps_offer_at_least_the_fastest_drain_without_rules() -> None:
     # A ladder held low by a noisy window: the drains tell the capacity is higher.
     assert live_rate(3_500.0, [6_100.0, 5_300.0]) == 6_100.0
     # A ladder near the capacity: 1.4 x its best is above every drain.
