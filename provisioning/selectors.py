@@ -15,7 +15,7 @@ def keys_of(*, owner: User) -> QuerySet[ProvisioningKey]:
 
 def key_get(*, owner: User, key_id: str) -> ProvisioningKey | None:
     """Return the user's key with this id, or None (others' keys included)."""
-    if not key_id.isdigit() or len(key_id) > 18:
+    if not key_id.isascii() or not key_id.isdigit() or len(key_id) > 18:
         return None
     return ProvisioningKey.objects.filter(owner=owner, pk=int(key_id)).first()
 

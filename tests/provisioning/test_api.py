@@ -150,6 +150,9 @@ def test_others_keys_are_404():
     assert bob.get(f"/api/v1/provisioning-keys/{key['id']}/").status_code == 404
     assert bob.delete(f"/api/v1/provisioning-keys/{key['id']}/").status_code == 404
     assert bob.delete("/api/v1/provisioning-keys/x%00/").status_code == 404
+    # Digits to str.isdigit() that int() refuses (superscript three): 404, not 500.
+    assert bob.delete("/api/v1/provisioning-keys/%C2%B3/").status_code == 404
+    assert bob.get("/api/v1/provisioning-keys/%C2%B3/").status_code == 404
     assert not ProvisioningKey.objects.get(key=key["key"]).revoked_at
 
 
