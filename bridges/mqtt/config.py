@@ -48,7 +48,7 @@ class BridgeConfig:
     keepalive_s: int = 30
     # With a group name, subscribe as $share/<group>/… so several bridges split the load.
     shared_group: str | None = None
-    batch_max_readings: int = 5000
+    batch_max_readings: int = 10_000
     batch_max_delay_s: float = 0.05
     # Batches sent and not yet confirmed; more wait in the bridge, where the open one grows.
     batches_in_flight: int = 4
